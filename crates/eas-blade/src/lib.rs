@@ -7,3 +7,9 @@ pub use eas_auxdata as auxdata;
 pub use eas_calib as calib;
 pub use eas_config as config;
 pub use eas_engine as engine;
+
+pub mod archive;
+pub mod cache;
+mod error;
+
+pub use error::{Error, Result};
