@@ -8,6 +8,7 @@ pub use eas_calib as calib;
 pub use eas_config as config;
 pub use eas_engine as engine;
 
+pub mod accuracy;
 pub mod archive;
 pub mod cache;
 mod error;
