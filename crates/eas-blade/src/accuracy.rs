@@ -35,13 +35,14 @@ impl AccuracyBound {
                 m.max_abs_error
             ));
         }
-        if !(m.rel_abs_error <= self.max_rel_abs_error) {
+        // NaN figures fail too.
+        if m.rel_abs_error.is_nan() || m.rel_abs_error > self.max_rel_abs_error {
             return Err(format!(
                 "relative max abs error {:.3e} > bound {:.1e}",
                 m.rel_abs_error, self.max_rel_abs_error
             ));
         }
-        if !(m.cosine >= self.min_cosine) {
+        if m.cosine.is_nan() || m.cosine < self.min_cosine {
             return Err(format!(
                 "cosine similarity {:.7} < bound {}",
                 m.cosine, self.min_cosine
