@@ -341,6 +341,8 @@ pub fn parse_command(s: &str) -> Result<PluginCommand, Vec<Problem>> {
     }
     let mut mode: Option<String> = None;
     let mut device: Option<String> = None;
+    // Flags offered as a did-you-mean: their absence is not reported again.
+    let mut suggested: Vec<&str> = Vec::new();
     while let Some(w) = words.next() {
         let (flag, inline) = match w.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
@@ -353,7 +355,10 @@ pub fn parse_command(s: &str) -> Result<PluginCommand, Vec<Problem>> {
                 let mut p =
                     Problem::new("unknown word in the plugin command").found(format!("{w:?}"));
                 p = match did_you_mean(flag, FLAGS) {
-                    Some(d) => p.expected(format!("{d:?}")),
+                    Some(d) => {
+                        suggested.push(d);
+                        p.expected(format!("{d:?}"))
+                    }
                     None => p.expected(format!("only {}", one_of(None, FLAGS))),
                 };
                 problems.push(p);
@@ -407,6 +412,7 @@ pub fn parse_command(s: &str) -> Result<PluginCommand, Vec<Problem>> {
         }
     }
     let device = match &device {
+        None if suggested.contains(&"--optimize_for") => None,
         None => {
             problems.push(
                 Problem::new("the plugin command has no --optimize_for")

@@ -389,7 +389,7 @@ string_newtype_serde!(
     json_schema!({
         "type": "string",
         "description": "An input shape: positive sizes joined by '*', like '1*512'; '' is a scalar. Dynamic sizes (-1, ?) are not allowed.",
-        "pattern": "^\\s*([0-9]+\\s*(\\*\\s*[0-9]+\\s*)*)?$"
+        "pattern": "^\\s*([1-9][0-9]*\\s*(\\*\\s*[1-9][0-9]*\\s*)*)?$"
     })
 );
 string_newtype_serde!(

@@ -179,9 +179,46 @@ impl ServiceDescription {
 }
 
 /// The JSON Schema of a service description.
+///
+/// Optional keys are not nullable: schemars writes `Option<T>` as "T or null", but an explicit
+/// `null` is an error in validation, so the null alternatives are removed.
 pub fn schema() -> Value {
     let s = schemars::schema_for!(ServiceDescription);
-    serde_json::to_value(s).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    strip_null(&mut v);
+    v
+}
+
+fn strip_null(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(types)) = m.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let t = types.remove(0);
+                    m.insert("type".into(), t);
+                }
+            }
+            if let Some(Value::Array(alts)) = m.get("anyOf") {
+                let rest: Vec<Value> = alts
+                    .iter()
+                    .filter(|a| **a != serde_json::json!({"type": "null"}))
+                    .cloned()
+                    .collect();
+                if rest.len() == 1 && rest.len() < alts.len() {
+                    m.remove("anyOf");
+                    if let Value::Object(inner) = &rest[0] {
+                        for (k, x) in inner {
+                            m.insert(k.clone(), x.clone());
+                        }
+                    }
+                }
+            }
+            m.values_mut().for_each(strip_null);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }
 
 /// [`schema`] as the pretty text committed in docs/service.schema.json (ends with a newline).

@@ -24,6 +24,7 @@ pub struct ServiceDescription {
     /// EAS processor, e.g. `tensorflow_cpu_1.15`. With Blade plugins it must be one of the
     /// processors of spec table 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["tensorflow_cpu_1.15", "pytorch_cpu_1.6", "tensorflow_gpu_1.15", "tensorflow_gpu_2.4", "pytorch_gpu_1.6", "pytorch_gpu_1.7"]))]
     pub processor: Option<String>,
     /// Instance resources and other EAS settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,9 +70,11 @@ pub struct Metadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plugin {
     /// `blade --mode eas_plugin --optimize_for cpu|gpu`.
+    #[schemars(extend("examples" = ["blade --mode eas_plugin --optimize_for cpu", "blade --mode eas_plugin --optimize_for gpu"]))]
     pub command: String,
     /// Blade plugin runtime image, e.g.
     /// `registry.cn-shanghai.aliyuncs.com/eas/pai-blade-deploy:cpu_latest`.
+    #[schemars(extend("examples" = ["registry.cn-shanghai.aliyuncs.com/eas/pai-blade-deploy:cpu_latest", "registry.cn-shanghai.aliyuncs.com/eas/pai-blade-deploy:gpu_latest", "registry.cn-shanghai.aliyuncs.com/eas/pai-blade-deploy:cu110_latest"]))]
     pub image: String,
     /// Resource group the optimization runs in; required for GPU optimization (T4_8CORE,
     /// V100_8CORE, P4_8CORE).

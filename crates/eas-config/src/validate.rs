@@ -240,6 +240,7 @@ impl Validator {
                 continue;
             }
             let path = pointer_push(base, k);
+            let found = format!("{k:?}");
             match kept {
                 Some(kept) => {
                     if kept.contains(&k.as_str()) {
@@ -250,24 +251,26 @@ impl Validator {
                         self.push(
                             Diagnostic::warning(
                                 path,
-                                format!("unknown key in {what}; it is kept but not checked"),
+                                format!("unknown key in {what}; did you mean {dym:?}?"),
                             )
-                            .found(format!("{k:?}"))
-                            .expected(format!("did you mean {dym:?}?")),
+                            .found(found),
                         );
                     }
                 }
-                None => {
-                    let expected = match did_you_mean(k, known) {
-                        Some(dym) => format!("did you mean {dym:?}?"),
-                        None => one_of(None, known),
-                    };
-                    self.push(
+                None => match did_you_mean(k, known) {
+                    Some(dym) => self.push(
+                        Diagnostic::warning(
+                            path,
+                            format!("unknown key in {what}; did you mean {dym:?}?"),
+                        )
+                        .found(found),
+                    ),
+                    None => self.push(
                         Diagnostic::warning(path, format!("unknown key in {what}; it is ignored"))
-                            .found(format!("{k:?}"))
-                            .expected(expected),
-                    );
-                }
+                            .found(found)
+                            .expected(one_of(None, known)),
+                    ),
+                },
             }
         }
     }
