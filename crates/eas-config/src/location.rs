@@ -70,10 +70,11 @@ impl ModelPath {
     /// service.json). Remote paths are an error of their own kind: recognized, but not fetched
     /// in this build.
     pub fn resolve(&self, service_dir: &Path) -> Result<PathBuf, Error> {
+        // `components()` drops `.` components, so "." is the service folder itself.
+        let tidy = |p: PathBuf| -> PathBuf { p.components().collect() };
         match self {
-            ModelPath::Local(p) if p.is_absolute() => Ok(p.clone()),
-            ModelPath::Local(p) => Ok(service_dir.join(p)),
-            ModelPath::File(p) => Ok(p.clone()),
+            ModelPath::Local(p) => Ok(tidy(service_dir.join(p))),
+            ModelPath::File(p) => Ok(tidy(p.clone())),
             ModelPath::Remote { scheme, url } => Err(Error::RemoteModelPath {
                 scheme: scheme.clone(),
                 url: url.clone(),
