@@ -137,3 +137,35 @@ fn schema_prints_the_committed_schema() {
     assert_eq!(printed, committed);
     assert_eq!(printed["title"], "EAS service description");
 }
+
+#[test]
+fn reads_stdin_and_skips_a_byte_order_mark() {
+    use std::io::Write;
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(std::fs::read(root().join("fixtures/spec/advanced.json")).unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blade"))
+        .args(["validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+#[test]
+fn huge_files_are_refused_without_reading_them_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.json");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(64 << 20).unwrap(); // sparse: no disk used
+    let o = blade(&["validate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("larger than 16 MiB"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{self, CudaVersion, Device, Framework, PluginImage, Processor};
 use crate::diag::{Diagnostic, Severity, did_you_mean, one_of, pointer_push};
-use crate::items::{Flag, InputRange, OptimizationLevel, Shape, check_inner_path};
+use crate::items::{Flag, InputRange, OptimizationLevel, Shape, ValueRange, check_inner_path};
 
 /// Keys of the top level that this crate models.
 pub const TOP_KEYS: &[&str] = &[
@@ -919,12 +919,18 @@ impl Validator {
 
         let shapes_len = m.get("input_shapes").and_then(|v| {
             self.sets(&at("input_shapes"), v, names_len, "shape", |s| {
-                Shape::parse(s).map(|_| ())
+                Shape::parse(s).map(|s| format!("rank {}", s.rank()))
             })
         });
         let ranges_len = m.get("input_ranges").and_then(|v| {
             self.sets(&at("input_ranges"), v, names_len, "range", |s| {
-                InputRange::parse(s).map(|_| ())
+                InputRange::parse(s).map(|r| {
+                    match r.range {
+                        ValueRange::Char { .. } => "a character range",
+                        _ => "a numeric range",
+                    }
+                    .to_string()
+                })
             })
         });
         if names_len.is_none()
@@ -1005,8 +1011,10 @@ impl Validator {
         v: &Value,
         names_len: Option<usize>,
         what: &str,
-        parse: impl Fn(&str) -> Result<(), crate::diag::Problem>,
+        parse: impl Fn(&str) -> Result<String, crate::diag::Problem>,
     ) -> Option<usize> {
+        // Per input (column): the first set's signature (rank or range kind) and where it was.
+        let mut first_sig: Vec<Option<(usize, String)>> = Vec::new();
         let key = if what == "shape" {
             "input_shapes"
         } else {
@@ -1051,10 +1059,30 @@ impl Validator {
             }
             for (j, it) in items.iter().enumerate() {
                 let ip = pointer_push(&sp, &j.to_string());
-                if let Some(s) = self.string(&ip, it)
-                    && let Err(p) = parse(s)
-                {
-                    self.push(Diagnostic::at(Severity::Error, &ip, p));
+                let Some(s) = self.string(&ip, it) else {
+                    continue;
+                };
+                match parse(s) {
+                    Err(p) => self.push(Diagnostic::at(Severity::Error, &ip, p)),
+                    Ok(sig) => {
+                        if first_sig.len() <= j {
+                            first_sig.resize(j + 1, None);
+                        }
+                        match &first_sig[j] {
+                            None => first_sig[j] = Some((i, sig)),
+                            Some((fi, fsig)) if *fsig != sig => self.push(
+                                Diagnostic::warning(
+                                    &ip,
+                                    format!("input {j} is {sig} here but {fsig} in set {fi}"),
+                                )
+                                .found(format!("{s:?}"))
+                                .expected(format!(
+                                    "{fsig}, like set {fi}, if this is the same input"
+                                )),
+                            ),
+                            _ => {}
+                        }
+                    }
                 }
             }
             let n = items.len();

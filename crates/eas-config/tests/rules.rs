@@ -733,3 +733,32 @@ fn typed_description_validates_too() {
         "no registry host",
     );
 }
+
+#[test]
+fn same_input_changes_rank_or_range_kind_across_sets() {
+    let d = diags_after(|d| {
+        set(
+            d,
+            &format!("{MI}/input_shapes"),
+            json!([["1*512"], ["5*512*3"]]),
+        );
+        set(
+            d,
+            &format!("{MI}/input_ranges"),
+            json!([["[0,1]"], ["[a,f]"]]),
+        );
+    });
+    expect(
+        &d,
+        Warning,
+        &format!("{MI}/input_shapes/1/0"),
+        "input 0 is rank 3 here but rank 2 in set 0",
+    );
+    expect(
+        &d,
+        Warning,
+        &format!("{MI}/input_ranges/1/0"),
+        "input 0 is a character range here but a numeric range in set 0",
+    );
+    assert_eq!(d.len(), 2, "{}", render(&d));
+}

@@ -13,7 +13,7 @@ use eas_config::{Diagnostic, Severity};
 
 #[derive(clap::Args, Debug)]
 pub struct ValidateArgs {
-    /// The service description (service.json).
+    /// The service description (service.json); `-` reads standard input.
     pub file: PathBuf,
     /// Print diagnostics as a JSON array of {"severity", "path", "message"}.
     #[arg(long)]
@@ -27,14 +27,24 @@ pub const MAX_SERVICE_BYTES: u64 = 16 << 20;
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_UNREADABLE: u8 = 2;
 
-/// Reads a service file as UTF-8 text, refusing huge files.
+/// Reads a service file as UTF-8 text, refusing huge files. `-` reads standard input. A UTF-8
+/// byte-order mark (some Windows editors write one) is skipped.
 pub fn read_service(path: &Path) -> Result<String, String> {
-    let f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    f.take(MAX_SERVICE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_SERVICE_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        f.take(MAX_SERVICE_BYTES + 1).read_to_end(&mut bytes)
+    };
+    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     if bytes.len() as u64 > MAX_SERVICE_BYTES {
         return Err(format!(
             "{} is larger than {} MiB; it is not a service description",
