@@ -871,6 +871,7 @@ impl Validator {
         }
 
         let mut names_len = None;
+        let mut input_names: Vec<String> = Vec::new();
         for key in ["inputs", "outputs"] {
             let Some(v) = m.get(key) else { continue };
             let path = at(key);
@@ -910,6 +911,17 @@ impl Validator {
                         .expected("each name once"),
                     );
                     seen.insert(s, first);
+                } else if key == "inputs" {
+                    input_names.push(s.to_string());
+                } else if input_names.iter().any(|n| n == s) {
+                    self.push(
+                        Diagnostic::warning(
+                            &p,
+                            "this node is also listed in inputs; its output would be its own input",
+                        )
+                        .found(format!("{s:?}"))
+                        .expected("different input and output nodes"),
+                    );
                 }
             }
             if key == "inputs" && all_ok && !list.is_empty() {
@@ -992,6 +1004,17 @@ impl Validator {
                     }
                 }
                 OptimizationLevel::O2 => {
+                    let path_of = |k: &str| m.get(k).and_then(Value::as_str).map(normalize);
+                    if let (Some(t), Some(c)) =
+                        (path_of("test_data"), path_of("calibration_dataset"))
+                        && t == c
+                    {
+                        self.push(
+                            Diagnostic::warning(at("calibration_dataset"), "calibration_dataset is the test_data file: INT8 accuracy would be checked on the very data it was calibrated on")
+                                .found(format!("{c:?}"))
+                                .expected("separate calibration and test samples"),
+                        );
+                    }
                     if !m.contains_key("calibration_dataset") {
                         self.push(Diagnostic::note(
                             base,
@@ -1121,6 +1144,14 @@ impl Validator {
         }
         names_len.or(common)
     }
+}
+
+/// A relative path without `.` components or doubled separators, for comparing two paths.
+fn normalize(p: &str) -> String {
+    p.split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Lowercased extension, `tar.gz` style double extensions not needed here.

@@ -762,3 +762,39 @@ fn same_input_changes_rank_or_range_kind_across_sets() {
     );
     assert_eq!(d.len(), 2, "{}", render(&d));
 }
+
+#[test]
+fn output_that_is_also_an_input() {
+    let d = diags_after(|d| {
+        set(
+            d,
+            &format!("{MI}/outputs"),
+            json!(["l2_normalize", "input_ids_a_1"]),
+        )
+    });
+    expect(
+        &d,
+        Warning,
+        &format!("{MI}/outputs/1"),
+        "also listed in inputs",
+    );
+}
+
+#[test]
+fn calibrating_on_the_test_data() {
+    let d = diags_after(|d| {
+        set(d, &format!("{MI}/optimization_level"), json!("o2"));
+        set(
+            d,
+            &format!("{MI}/calibration_dataset"),
+            json!("./test_len9240_bc1.npy"),
+        );
+    });
+    expect(
+        &d,
+        Warning,
+        &format!("{MI}/calibration_dataset"),
+        "is the test_data file",
+    );
+    assert_eq!(d.len(), 1, "{}", render(&d));
+}
