@@ -62,7 +62,13 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_full(f, &self.message, &self.found, &self.expected)
+        struct Raw<'a>(&'a Problem);
+        impl fmt::Display for Raw<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_full(f, &self.0.message, &self.0.found, &self.0.expected)
+            }
+        }
+        f.write_str(&sanitize(&Raw(self).to_string()))
     }
 }
 
@@ -156,9 +162,27 @@ impl fmt::Display for Diagnostic {
         } else {
             &self.path
         };
-        write!(f, "{}: {}: ", self.severity, path)?;
-        write_full(f, &self.message, &self.found, &self.expected)
+        // Keys and values come from the user's file: control characters (terminal escapes)
+        // are shown escaped, never sent to the terminal.
+        write!(f, "{}: {}: ", self.severity, sanitize(path))?;
+        write!(f, "{}", sanitize(&self.full_message()))
     }
+}
+
+/// `s` with control characters escaped (`\u{1b}`), for printing user-supplied text.
+pub fn sanitize(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `{"severity", "path", "message"}` where message is [`Diagnostic::full_message`]; `found` and
@@ -237,6 +261,14 @@ mod tests {
     fn pointer_escapes_tilde_and_slash() {
         assert_eq!(pointer_push("/a", "x/y~z"), "/a/x~1y~0z");
         assert_eq!(pointer_push("", "frozen.pb"), "/frozen.pb");
+    }
+
+    #[test]
+    fn display_escapes_control_characters() {
+        let d = Diagnostic::error(pointer_push("", "a\u{1b}[31m"), "bad\n").found("\u{7}");
+        let shown = d.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "error: /a\\u{1b}[31m: bad\\n (found \\u{7})");
     }
 
     #[test]

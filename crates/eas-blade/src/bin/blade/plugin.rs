@@ -10,7 +10,7 @@ use std::{
     process::ExitCode,
 };
 
-use eas_config::{Device, Diagnostic, catalog};
+use eas_config::{Device, Diagnostic, catalog, diag::sanitize};
 
 use crate::validate::{EXIT_INVALID, EXIT_UNREADABLE, check_file, summary};
 
@@ -115,11 +115,11 @@ pub fn main(args: PluginArgs) -> anyhow::Result<ExitCode> {
             match desc.local_model_path(service_dir) {
                 Ok(p) => p,
                 Err(e @ eas_config::Error::RemoteModelPath { .. }) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", sanitize(&e.to_string()));
                     return Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED));
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", sanitize(&e.to_string()));
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
             }
@@ -130,15 +130,15 @@ pub fn main(args: PluginArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "{} is valid: optimize {} in {} ({} processor {}) for {} at {}{}",
         args.service.display(),
-        model_file,
-        model.display(),
+        sanitize(model_file),
+        sanitize(&model.display().to_string()),
         opt.framework,
         opt.processor.name,
         opt.device,
         opt.level,
         opt.test_data
             .as_deref()
-            .map(|t| format!(", test data {t}"))
+            .map(|t| format!(", test data {}", sanitize(t)))
             .unwrap_or_default(),
     );
     eprintln!(
