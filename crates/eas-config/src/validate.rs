@@ -334,9 +334,11 @@ impl Validator {
                             );
                         } else if let Some(dym) = did_you_mean(s, &names) {
                             self.push(
-                                Diagnostic::warning("/processor", "unknown processor")
-                                    .found(format!("{s:?}"))
-                                    .expected(format!("did you mean {dym:?}?")),
+                                Diagnostic::warning(
+                                    "/processor",
+                                    format!("unknown processor; did you mean {dym:?}?"),
+                                )
+                                .found(format!("{s:?}")),
                             );
                         }
                     }

@@ -159,9 +159,7 @@ proptest! {
     fn spliced_values_never_panic(place in prop::sample::select(PLACES.to_vec()), v in arb_json(), idx in 0usize..6) {
         let mut doc = common::fixture_value(["spec/advanced.json", "spec/extra_keys.json"][idx % 2]);
         let place = place.replace("frozen.pb", if idx % 2 == 0 { "frozen.pb" } else { "traced_bert.pt" });
-        if let Some(slot) = doc.pointer_mut(&place) {
-            *slot = v;
-        }
+        common::set(&mut doc, &place, v);
         exercise(&doc);
     }
 }
