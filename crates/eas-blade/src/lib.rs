@@ -12,5 +12,6 @@ pub mod accuracy;
 pub mod archive;
 pub mod cache;
 mod error;
+pub mod report;
 
 pub use error::{Error, Result};
