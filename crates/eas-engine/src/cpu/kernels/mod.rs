@@ -1,0 +1,16 @@
+//! CPU kernels, one file per op family; each registers its builders.
+
+use super::registry::KernelRegistry;
+
+pub mod array;
+pub mod binary;
+pub mod unary;
+
+pub(crate) fn register_all(r: &mut KernelRegistry) {
+    array::register(r);
+    binary::register(r);
+    unary::register(r);
+}
+
+/// Work below this many elements runs on the calling thread (rayon overhead dominates).
+pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;

@@ -1,0 +1,160 @@
+//! The CPU backend: kernels chosen at plan time, one arena per run taken from a pool,
+//! an owned rayon pool. Separate from op definitions: ops know nothing of kernels.
+
+pub mod kernel;
+pub mod kernels;
+pub mod memory;
+mod plan;
+pub mod registry;
+
+pub use kernel::{Kernel, KernelBuilder, KernelCtx, TensorView, TensorViewMut};
+pub use plan::eval_op;
+pub use registry::{KernelRegistry, kernels};
+
+use crate::ir::Graph;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+use plan::Plan;
+use std::sync::{Arc, Mutex};
+
+/// Options of a `CpuModel`.
+#[derive(Clone, Debug, Default)]
+pub struct CpuOptions {
+    /// Threads of the model's own pool; `None` = number of CPUs.
+    pub threads: Option<usize>,
+}
+
+/// Plans kept per model (one per input-shape signature); the oldest is dropped beyond this.
+const MAX_PLANS: usize = 16;
+
+/// A graph ready to run on the CPU. `Send + Sync`: one model serves concurrent requests,
+/// each run taking its own arena.
+pub struct CpuModel {
+    graph: Graph,
+    pool: rayon::ThreadPool,
+    plans: Mutex<Vec<Arc<Plan>>>,
+}
+
+impl std::fmt::Debug for CpuModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuModel")
+            .field("threads", &self.pool.current_num_threads())
+            .field("nodes", &self.graph.node_count())
+            .finish()
+    }
+}
+
+impl CpuModel {
+    /// Verifies the graph and, when its input shapes are all known, plans it now (so bad
+    /// graphs fail here rather than on the first request).
+    pub fn new(graph: Graph, opts: CpuOptions) -> Result<CpuModel> {
+        crate::ir::verify(&graph)?;
+        let mut b = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("eas-cpu-{i}"));
+        if let Some(t) = opts.threads {
+            b = b.num_threads(t.max(1));
+        }
+        let pool = b
+            .build()
+            .map_err(|e| Error::unsupported(format!("cannot start a thread pool: {e}")))?;
+        let m = CpuModel {
+            graph,
+            pool,
+            plans: Mutex::new(Vec::new()),
+        };
+        if let Some(sig) = plan::static_signature(&m.graph) {
+            let p = m.pool.install(|| Plan::build(&m.graph, sig))?;
+            m.plans
+                .lock()
+                .map_err(|_| Error::invalid("poisoned plan cache"))?
+                .push(Arc::new(p));
+        }
+        Ok(m)
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+    pub fn input_names(&self) -> Vec<&str> {
+        self.graph
+            .inputs()
+            .iter()
+            .map(|&v| self.graph.value(v).name.as_str())
+            .collect()
+    }
+    pub fn output_names(&self) -> Vec<&str> {
+        self.graph
+            .outputs()
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect()
+    }
+
+    fn plan_for(&self, inputs: &[Tensor]) -> Result<Arc<Plan>> {
+        {
+            let plans = self
+                .plans
+                .lock()
+                .map_err(|_| Error::invalid("poisoned plan cache"))?;
+            if let Some(p) = plans.iter().find(|p| p.matches(inputs)) {
+                return Ok(p.clone());
+            }
+        }
+        let sig = inputs
+            .iter()
+            .map(|t| (t.dtype(), t.shape().to_vec()))
+            .collect();
+        let p = Arc::new(self.pool.install(|| Plan::build(&self.graph, sig))?);
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::invalid("poisoned plan cache"))?;
+        if plans.len() >= MAX_PLANS {
+            plans.remove(0);
+        }
+        plans.push(p.clone());
+        Ok(p)
+    }
+
+    /// Runs with inputs in graph-input order; returns outputs in graph-output order.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let plan = self.plan_for(inputs)?;
+        let threads = self.threads();
+        self.pool.install(|| plan.run(inputs, threads))
+    }
+
+    /// Runs with named inputs (every input exactly once); returns named outputs.
+    pub fn run_named(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let names = self.input_names();
+        let mut ordered: Vec<Option<Tensor>> = vec![None; names.len()];
+        for (name, t) in inputs {
+            let i = names.iter().position(|n| n == name).ok_or_else(|| {
+                Error::bad_input(format!(
+                    "the model has no input {name:?} (inputs: {names:?})"
+                ))
+            })?;
+            if ordered[i].replace(t.clone()).is_some() {
+                return Err(Error::bad_input(format!("input {name:?} given twice")));
+            }
+        }
+        let ordered = ordered
+            .into_iter()
+            .zip(&names)
+            .map(|(t, n)| t.ok_or_else(|| Error::bad_input(format!("input {n:?} is missing"))))
+            .collect::<Result<Vec<_>>>()?;
+        let outs = self.run(&ordered)?;
+        Ok(self
+            .output_names()
+            .into_iter()
+            .map(String::from)
+            .zip(outs)
+            .collect())
+    }
+
+    /// Per-run working memory of the plan for these input shapes (arena + scratch), bytes.
+    pub fn working_bytes(&self, inputs: &[Tensor]) -> Result<usize> {
+        Ok(self.plan_for(inputs)?.working_bytes())
+    }
+}

@@ -1,0 +1,428 @@
+//! Plans: a graph specialized to concrete input shapes, with kernels chosen, shape
+//! arithmetic folded, and every intermediate buffer placed in one arena by lifetime.
+
+use super::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete};
+use super::memory::{self, BufferReq};
+use super::registry::kernels;
+use crate::dtype::DType;
+use crate::ir::{Dim, Fact, Graph};
+use crate::ops::Op;
+use crate::tensor::{AlignedBytes, Tensor};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Where a value lives during a run.
+#[derive(Debug)]
+enum Loc {
+    Input(usize),
+    Const(Tensor),
+    Arena {
+        offset: usize,
+        len: usize,
+    },
+    /// Not needed by any output.
+    Unused,
+}
+
+#[derive(Debug)]
+struct Step {
+    node: String,
+    kernel: Box<dyn Kernel>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+/// A runnable plan for one input signature.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) signature: Vec<(DType, Vec<usize>)>,
+    steps: Vec<Step>,
+    locs: Vec<Loc>,
+    shapes: Vec<Vec<usize>>,
+    dtypes: Vec<DType>,
+    outputs: Vec<usize>,
+    arena_bytes: usize,
+    scratch_bytes: usize,
+    /// Arenas returned by finished runs; a run takes one (or makes one the first time).
+    arenas: Mutex<Vec<AlignedBytes>>,
+}
+
+/// Binds the graph's (possibly symbolic) input facts to concrete tensors' shapes.
+fn bind_inputs(g: &Graph, sig: &[(DType, Vec<usize>)]) -> Result<Vec<Fact>> {
+    if sig.len() != g.inputs().len() {
+        return Err(Error::bad_input(format!(
+            "the model has {} inputs, {} were given",
+            g.inputs().len(),
+            sig.len()
+        )));
+    }
+    let mut syms: HashMap<&str, usize> = HashMap::new();
+    let mut facts = Vec::with_capacity(sig.len());
+    for (&v, (dt, shape)) in g.inputs().iter().zip(sig) {
+        let decl = g.fact(v);
+        let name = &g.value(v).name;
+        if decl.dtype != *dt {
+            return Err(Error::bad_input(format!(
+                "input {name:?} must be {}, got {dt}",
+                decl.dtype
+            )));
+        }
+        if decl.rank() != shape.len() {
+            return Err(Error::bad_input(format!(
+                "input {name:?} must have shape {:?}, got {shape:?}",
+                decl.shape
+            )));
+        }
+        for (d, &s) in decl.shape.dims().iter().zip(shape) {
+            let ok = match d {
+                Dim::Known(k) => *k == s,
+                Dim::Sym(sym) => *syms.entry(sym).or_insert(s) == s,
+                Dim::Unknown => true,
+            };
+            if !ok {
+                return Err(Error::bad_input(format!(
+                    "input {name:?} must have shape {:?}, got {shape:?} (symbols bound to {syms:?})",
+                    decl.shape
+                )));
+            }
+        }
+        facts.push(Fact::known(*dt, shape));
+    }
+    Ok(facts)
+}
+
+/// Evaluates one op on constant tensors with the CPU kernels (constant folding).
+pub fn eval_op(op: &dyn Op, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let facts: Vec<Fact> = inputs.iter().map(|t| Fact::konst(t.clone())).collect();
+    let refs: Vec<&Fact> = facts.iter().collect();
+    let outs = op.infer(&refs)?;
+    eval_with_facts(op, &facts, &outs, inputs)
+}
+
+fn eval_with_facts(
+    op: &dyn Op,
+    facts: &[Fact],
+    outs: &[Fact],
+    inputs: &[Tensor],
+) -> Result<Vec<Tensor>> {
+    let builder = kernels()
+        .get(op)
+        .ok_or_else(|| Error::unsupported(format!("no CPU kernel for {}", op.name())))?;
+    let kernel = builder(op, facts, outs)?;
+    let mut out_tensors = outs
+        .iter()
+        .map(|f| Tensor::zeros(f.dtype, &concrete(f)?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut scratch = AlignedBytes::zeroed(kernel.scratch_bytes())?;
+    let in_views: Vec<TensorView> = inputs
+        .iter()
+        .map(|t| TensorView {
+            dtype: t.dtype(),
+            shape: t.shape(),
+            bytes: t.as_bytes(),
+        })
+        .collect();
+    let shapes: Vec<Vec<usize>> = out_tensors.iter().map(|t| t.shape().to_vec()).collect();
+    let mut bufs: Vec<&mut [u8]> = Vec::with_capacity(out_tensors.len());
+    for t in out_tensors.iter_mut() {
+        bufs.push(t.as_bytes_mut());
+    }
+    let mut out_views: Vec<TensorViewMut> = bufs
+        .into_iter()
+        .zip(outs)
+        .zip(&shapes)
+        .map(|((bytes, f), shape)| TensorViewMut {
+            dtype: f.dtype,
+            shape,
+            bytes,
+        })
+        .collect();
+    let mut ctx = KernelCtx {
+        scratch: scratch.as_bytes_mut(),
+        threads: rayon::current_num_threads(),
+    };
+    kernel.run(&mut ctx, &in_views, &mut out_views)?;
+    Ok(out_tensors)
+}
+
+/// Constant outputs larger than this are not folded at plan time (they stay computed).
+const FOLD_LIMIT_BYTES: usize = 64 << 20;
+
+impl Plan {
+    pub(crate) fn build(g: &Graph, sig: Vec<(DType, Vec<usize>)>) -> Result<Plan> {
+        let input_facts = bind_inputs(g, &sig)?;
+        let nv = g.value_count();
+        let mut facts: Vec<Option<Fact>> = vec![None; nv];
+        let mut locs: Vec<Loc> = (0..nv).map(|_| Loc::Unused).collect();
+        for (i, (&v, f)) in g.inputs().iter().zip(input_facts).enumerate() {
+            facts[v.index()] = Some(f);
+            locs[v.index()] = Loc::Input(i);
+        }
+        for (v, val) in g.values() {
+            if let Some(t) = &val.fact.konst {
+                facts[v.index()] = Some(val.fact.clone());
+                locs[v.index()] = Loc::Const(t.clone());
+            }
+        }
+        // Which nodes the outputs need.
+        let order = g.topo_order()?;
+        let mut needed_v = vec![false; nv];
+        for o in g.outputs() {
+            needed_v[o.value.index()] = true;
+        }
+        let mut needed_nodes = Vec::new();
+        for &id in order.iter().rev() {
+            let n = g.node(id);
+            if n.outputs.iter().any(|v| needed_v[v.index()]) {
+                for &i in &n.inputs {
+                    needed_v[i.index()] = true;
+                }
+                needed_nodes.push(id);
+            }
+        }
+        needed_nodes.reverse();
+
+        // Re-infer with concrete shapes; fold nodes whose inputs are all constant.
+        let mut steps = Vec::new();
+        for id in needed_nodes {
+            let n = g.node(id);
+            let in_facts: Vec<Fact> = n
+                .inputs
+                .iter()
+                .map(|v| {
+                    facts[v.index()].clone().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "node {}: input {v} has no value at plan time",
+                            n.name
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Fact> = in_facts.iter().collect();
+            let out_facts = n.op.infer(&refs).map_err(|e| e.at_node(&n.name))?;
+            for f in &out_facts {
+                if !f.shape.is_known() {
+                    return Err(Error::unsupported(format!(
+                        "node {} ({}) has a data-dependent output shape {:?}",
+                        n.name,
+                        n.op.name(),
+                        f.shape
+                    )));
+                }
+            }
+            let all_const = in_facts.iter().all(|f| f.konst.is_some());
+            let small = out_facts.iter().all(|f| {
+                f.shape
+                    .volume()
+                    .is_some_and(|v| v * f.dtype.size() <= FOLD_LIMIT_BYTES)
+            });
+            if all_const && small || out_facts.iter().all(|f| f.konst.is_some()) {
+                let tensors = if out_facts.iter().all(|f| f.konst.is_some()) {
+                    out_facts
+                        .iter()
+                        .map(|f| f.konst.clone().expect("checked"))
+                        .collect()
+                } else {
+                    let ins: Vec<Tensor> = in_facts
+                        .iter()
+                        .map(|f| f.konst.clone().expect("checked"))
+                        .collect();
+                    eval_with_facts(n.op.as_ref(), &in_facts, &out_facts, &ins)
+                        .map_err(|e| e.at_node(&n.name))?
+                };
+                for (&v, t) in n.outputs.iter().zip(tensors) {
+                    locs[v.index()] = Loc::Const(t.clone());
+                    facts[v.index()] = Some(Fact::konst(t));
+                }
+                continue;
+            }
+            let builder = kernels().get(n.op.as_ref()).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "no CPU kernel for op {} (node {})",
+                    n.op.name(),
+                    n.name
+                ))
+            })?;
+            let kernel =
+                builder(n.op.as_ref(), &in_facts, &out_facts).map_err(|e| e.at_node(&n.name))?;
+            for (&v, f) in n.outputs.iter().zip(out_facts) {
+                facts[v.index()] = Some(f);
+            }
+            steps.push(Step {
+                node: n.name.clone(),
+                kernel,
+                inputs: n.inputs.iter().map(|v| v.index()).collect(),
+                outputs: n.outputs.iter().map(|v| v.index()).collect(),
+            });
+        }
+
+        let mut shapes = vec![Vec::new(); nv];
+        let mut dtypes = vec![DType::F32; nv];
+        for (i, f) in facts.iter().enumerate() {
+            if let Some(f) = f {
+                shapes[i] = f.shape.as_known().unwrap_or_default();
+                dtypes[i] = f.dtype;
+            }
+        }
+        for o in g.outputs() {
+            if facts[o.value.index()].is_none() {
+                return Err(Error::invalid(format!(
+                    "output {:?} is never computed",
+                    o.name
+                )));
+            }
+        }
+
+        // Lifetimes of arena values: defined at their step, alive until their last reader
+        // (graph outputs: until the end, when they are copied out).
+        let mut def = vec![usize::MAX; nv];
+        let mut last = vec![0usize; nv];
+        for (s, step) in steps.iter().enumerate() {
+            for &v in &step.outputs {
+                def[v] = s;
+                last[v] = s;
+            }
+            for &v in &step.inputs {
+                last[v] = last[v].max(s);
+            }
+        }
+        for o in g.outputs() {
+            last[o.value.index()] = steps.len();
+        }
+        let arena_values: Vec<usize> = (0..nv).filter(|&v| def[v] != usize::MAX).collect();
+        let reqs: Vec<BufferReq> = arena_values
+            .iter()
+            .map(|&v| BufferReq {
+                size: crate::tensor::checked_volume(&shapes[v]).unwrap_or(0) * dtypes[v].size(),
+                start: def[v],
+                end: last[v],
+            })
+            .collect();
+        let (offsets, arena_bytes) = memory::plan(&reqs);
+        for ((&v, off), r) in arena_values.iter().zip(offsets).zip(&reqs) {
+            locs[v] = Loc::Arena {
+                offset: off,
+                len: r.size,
+            };
+        }
+        let scratch_bytes = steps
+            .iter()
+            .map(|s| s.kernel.scratch_bytes())
+            .max()
+            .unwrap_or(0);
+        Ok(Plan {
+            signature: sig,
+            steps,
+            locs,
+            shapes,
+            dtypes,
+            outputs: g.outputs().iter().map(|o| o.value.index()).collect(),
+            arena_bytes,
+            scratch_bytes: scratch_bytes.div_ceil(64) * 64,
+            arenas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Bytes of the arena (intermediates) plus scratch: the per-run working memory.
+    pub(crate) fn working_bytes(&self) -> usize {
+        self.arena_bytes + self.scratch_bytes
+    }
+
+    pub(crate) fn matches(&self, inputs: &[Tensor]) -> bool {
+        self.signature.len() == inputs.len()
+            && self
+                .signature
+                .iter()
+                .zip(inputs)
+                .all(|((dt, s), t)| *dt == t.dtype() && s == t.shape())
+    }
+
+    pub(crate) fn run(&self, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
+        let mut arena = match self.arenas.lock().ok().and_then(|mut a| a.pop()) {
+            Some(a) => a,
+            None => AlignedBytes::zeroed(self.working_bytes())?,
+        };
+        let result = self.run_in(&mut arena, inputs, threads);
+        if let Ok(mut pool) = self.arenas.lock() {
+            pool.push(arena);
+        }
+        result
+    }
+
+    fn run_in(
+        &self,
+        arena: &mut AlignedBytes,
+        inputs: &[Tensor],
+        threads: usize,
+    ) -> Result<Vec<Tensor>> {
+        let base = arena.as_bytes_mut().as_mut_ptr();
+        let view = |v: usize| -> TensorView<'_> {
+            let bytes: &[u8] = match &self.locs[v] {
+                Loc::Input(i) => inputs[*i].as_bytes(),
+                Loc::Const(t) => t.as_bytes(),
+                // SAFETY: the memory plan keeps regions of values alive at the same step
+                // disjoint (property-tested), and offsets + len lie inside the arena.
+                Loc::Arena { offset, len } => unsafe {
+                    std::slice::from_raw_parts(base.add(*offset), *len)
+                },
+                Loc::Unused => &[],
+            };
+            TensorView {
+                dtype: self.dtypes[v],
+                shape: &self.shapes[v],
+                bytes,
+            }
+        };
+        for step in &self.steps {
+            let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
+            let mut outs: Vec<TensorViewMut> = step
+                .outputs
+                .iter()
+                .map(|&v| {
+                    let Loc::Arena { offset, len } = self.locs[v] else {
+                        unreachable!("step outputs live in the arena")
+                    };
+                    // SAFETY: outputs are defined at this step, so the plan keeps them
+                    // disjoint from each other and from every input still alive here.
+                    let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+                    TensorViewMut {
+                        dtype: self.dtypes[v],
+                        shape: &self.shapes[v],
+                        bytes,
+                    }
+                })
+                .collect();
+            // SAFETY: scratch lies after every planned buffer.
+            let scratch = unsafe {
+                std::slice::from_raw_parts_mut(base.add(self.arena_bytes), self.scratch_bytes)
+            };
+            let mut ctx = KernelCtx { scratch, threads };
+            step.kernel
+                .run(&mut ctx, &ins, &mut outs)
+                .map_err(|e| e.at_node(&step.node))?;
+        }
+        self.outputs
+            .iter()
+            .map(|&v| match &self.locs[v] {
+                Loc::Input(i) => Ok(inputs[*i].clone()),
+                Loc::Const(t) => Ok(t.clone()),
+                _ => {
+                    let vw = view(v);
+                    Tensor::from_raw_bytes(vw.dtype, vw.shape, vw.bytes)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Input facts as a shape signature (for plans made ahead of time).
+pub(crate) fn static_signature(g: &Graph) -> Option<Vec<(DType, Vec<usize>)>> {
+    g.inputs()
+        .iter()
+        .map(|&v| {
+            let f = g.fact(v);
+            f.shape.as_known().map(|s| (f.dtype, s))
+        })
+        .collect()
+}

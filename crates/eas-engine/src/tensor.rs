@@ -1,0 +1,385 @@
+//! Tensors: a dtype, a shape and 64-byte-aligned storage shared through an `Arc`, so cloning a
+//! tensor (a weight used by many nodes, a constant in a plan) never copies its data.
+
+use crate::dtype::{DType, Datum};
+use crate::{Error, Result};
+use std::fmt;
+use std::sync::Arc;
+
+/// One cache line; storage is a vector of these so every buffer is 64-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Block(pub(crate) [u8; 64]);
+
+/// Aligned, zero-initialized bytes.
+#[derive(Clone, Default)]
+pub struct AlignedBytes {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+impl fmt::Debug for AlignedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlignedBytes({})", self.len)
+    }
+}
+
+impl AlignedBytes {
+    /// `len` zero bytes. Fails (never aborts) when the allocation is impossible.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        let n = len.div_ceil(64);
+        let mut blocks = Vec::new();
+        blocks
+            .try_reserve_exact(n)
+            .map_err(|_| Error::invalid(format!("cannot allocate {len} bytes")))?;
+        blocks.resize(n, Block([0; 64]));
+        Ok(AlignedBytes { blocks, len })
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: blocks are plain bytes, contiguous, and hold at least `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr() as *const u8, self.len) }
+    }
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr() as *mut u8, self.len) }
+    }
+    /// Grows (never shrinks) to at least `len` bytes; contents are unspecified afterwards.
+    pub fn ensure_len(&mut self, len: usize) {
+        if len > self.len {
+            self.blocks.resize(len.div_ceil(64), Block([0; 64]));
+            self.len = len;
+        }
+    }
+}
+
+/// Number of elements of a shape; `None` on overflow.
+pub fn checked_volume(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// An n-dimensional array with shared, aligned storage.
+#[derive(Clone)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Arc<AlignedBytes>,
+}
+
+fn check_len(dtype: DType, shape: &[usize]) -> Result<usize> {
+    checked_volume(shape)
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .ok_or_else(|| Error::invalid(format!("tensor of shape {shape:?} is too large")))
+}
+
+impl Tensor {
+    /// A zero-filled tensor (false for bool).
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        let len = check_len(dtype, shape)?;
+        Ok(Tensor {
+            dtype,
+            shape: shape.to_vec(),
+            data: Arc::new(AlignedBytes::zeroed(len)?),
+        })
+    }
+
+    /// Takes a vector of elements; fails when the shape does not match its length.
+    pub fn from_vec<T: Datum>(shape: &[usize], v: Vec<T>) -> Result<Tensor> {
+        Self::from_slice(shape, &v)
+    }
+
+    pub fn from_slice<T: Datum>(shape: &[usize], v: &[T]) -> Result<Tensor> {
+        let n = checked_volume(shape)
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} overflows")))?;
+        if n != v.len() {
+            return Err(Error::invalid(format!(
+                "shape {shape:?} holds {n} elements, got {}",
+                v.len()
+            )));
+        }
+        let mut t = Tensor::zeros(T::DTYPE, shape)?;
+        t.as_slice_mut::<T>()?.copy_from_slice(v);
+        Ok(t)
+    }
+
+    /// A rank-0 tensor.
+    pub fn scalar<T: Datum>(v: T) -> Tensor {
+        Tensor::from_slice(&[], &[v]).expect("a scalar always fits")
+    }
+
+    /// From little-endian raw bytes (ONNX raw_data, safetensors). Bools are normalized to 0/1.
+    pub fn from_raw_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        let len = check_len(dtype, shape)?;
+        if len != bytes.len() {
+            return Err(Error::invalid(format!(
+                "{dtype} tensor of shape {shape:?} needs {len} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let mut data = AlignedBytes::zeroed(len)?;
+        let dst = data.as_bytes_mut();
+        if dtype == DType::Bool {
+            for (d, s) in dst.iter_mut().zip(bytes) {
+                *d = (*s != 0) as u8;
+            }
+        } else {
+            dst.copy_from_slice(bytes);
+        }
+        Ok(Tensor {
+            dtype,
+            shape: shape.to_vec(),
+            data: Arc::new(data),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dtype.size()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Raw little-endian bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.data.as_bytes()
+    }
+    /// Mutable bytes (copy-on-write when shared). Bool data must stay 0/1.
+    pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        Arc::make_mut(&mut self.data).as_bytes_mut()
+    }
+    /// True when both tensors share the same storage (no copy was made).
+    pub fn shares_storage_with(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
+    /// Typed view; fails on a dtype mismatch.
+    pub fn as_slice<T: Datum>(&self) -> Result<&[T]> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::dtype(
+                "tensor",
+                format!("asked for {} data of a {} tensor", T::DTYPE, self.dtype),
+            ));
+        }
+        let bytes = self.data.as_bytes();
+        // SAFETY: storage is 64-byte aligned, the dtype matches T, bools are kept 0/1.
+        Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, self.len()) })
+    }
+
+    /// Mutable typed view (copy-on-write when shared).
+    pub fn as_slice_mut<T: Datum>(&mut self) -> Result<&mut [T]> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::dtype(
+                "tensor",
+                format!("asked for {} data of a {} tensor", T::DTYPE, self.dtype),
+            ));
+        }
+        let n = self.len();
+        let bytes = self.as_bytes_mut();
+        // SAFETY: as in as_slice; T values written are valid for the dtype.
+        Ok(unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut T, n) })
+    }
+
+    /// The same data with another shape of equal volume (no copy).
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Tensor> {
+        if checked_volume(shape) != Some(self.len()) {
+            return Err(Error::invalid(format!(
+                "cannot reshape {:?} to {shape:?}",
+                self.shape
+            )));
+        }
+        Ok(Tensor {
+            dtype: self.dtype,
+            shape: shape.to_vec(),
+            data: self.data.clone(),
+        })
+    }
+
+    /// Elements converted to f64 (tests, small shape tensors).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        crate::dispatch_any!(self.dtype, T => self
+            .as_slice::<T>()
+            .map(|s| s.iter().map(|x| x.to_f64()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Elements converted to i64 (shape tensors, indices).
+    pub fn to_i64_vec(&self) -> Vec<i64> {
+        crate::dispatch_any!(self.dtype, T => self
+            .as_slice::<T>()
+            .map(|s| s.iter().map(|x| x.to_i64()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Converts to another dtype (ONNX Cast semantics: floats to ints truncate and saturate).
+    pub fn cast(&self, to: DType) -> Result<Tensor> {
+        if to == self.dtype {
+            return Ok(self.clone());
+        }
+        let mut out = Tensor::zeros(to, &self.shape)?;
+        cast_slice_bytes(self.dtype, self.as_bytes(), to, out.as_bytes_mut());
+        Ok(out)
+    }
+}
+
+/// Element-wise conversion between two byte buffers of the given dtypes (same element count).
+pub(crate) fn cast_slice_bytes(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
+    crate::dispatch_any!(from, A => {
+        let s: &[A] = bytes_as::<A>(src);
+        crate::dispatch_any!(to, B => {
+            let d: &mut [B] = bytes_as_mut::<B>(dst);
+            let int_exact = !A::DTYPE.is_float() && !B::DTYPE.is_float();
+            if int_exact {
+                for (o, i) in d.iter_mut().zip(s) { *o = B::from_i64(i.to_i64()); }
+            } else {
+                for (o, i) in d.iter_mut().zip(s) { *o = B::from_f64(i.to_f64()); }
+            }
+        })
+    })
+}
+
+/// Reinterprets aligned bytes as elements. Callers guarantee alignment and dtype.
+#[inline]
+pub(crate) fn bytes_as<T: Datum>(b: &[u8]) -> &[T] {
+    debug_assert_eq!(b.as_ptr() as usize % std::mem::align_of::<T>(), 0);
+    // SAFETY: callers pass buffers from AlignedBytes / arenas with 64-byte aligned offsets,
+    // holding data written as T.
+    unsafe {
+        std::slice::from_raw_parts(b.as_ptr() as *const T, b.len() / std::mem::size_of::<T>())
+    }
+}
+
+#[inline]
+pub(crate) fn bytes_as_mut<T: Datum>(b: &mut [u8]) -> &mut [T] {
+    debug_assert_eq!(b.as_ptr() as usize % std::mem::align_of::<T>(), 0);
+    // SAFETY: as in bytes_as.
+    unsafe {
+        std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / std::mem::size_of::<T>())
+    }
+}
+
+impl PartialEq for Tensor {
+    /// Bit-exact equality (NaN payloads included), as load(save(g)) == g needs.
+    fn eq(&self, other: &Self) -> bool {
+        self.dtype == other.dtype
+            && self.shape == other.shape
+            && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{:?}", self.dtype, self.shape)?;
+        if self.len() <= 16 {
+            write!(f, " {:?}", self.to_f64_vec())?;
+        }
+        Ok(())
+    }
+}
+
+/// Closeness metrics between two tensors, for tests and accuracy checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Closeness {
+    pub max_abs: f64,
+    /// max |a-b| / max(max |b|, tiny)
+    pub max_rel_to_magnitude: f64,
+    pub cosine: f64,
+}
+
+/// Compares `a` against the reference `b` (shapes must match).
+pub fn closeness(a: &Tensor, b: &Tensor) -> Result<Closeness> {
+    if a.shape() != b.shape() {
+        return Err(Error::invalid(format!(
+            "shapes differ: {:?} vs {:?}",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+    let mut max_abs = 0f64;
+    let (mut dot, mut nx, mut ny, mut mag) = (0f64, 0f64, 0f64, 0f64);
+    for (p, q) in x.iter().zip(&y) {
+        let d = if p == q { 0.0 } else { (p - q).abs() };
+        max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+        dot += p * q;
+        nx += p * p;
+        ny += q * q;
+        mag = mag.max(q.abs());
+    }
+    let cosine = if nx == 0.0 && ny == 0.0 {
+        1.0
+    } else {
+        dot / (nx.sqrt() * ny.sqrt())
+    };
+    Ok(Closeness {
+        max_abs,
+        max_rel_to_magnitude: max_abs / mag.max(1e-30),
+        cosine,
+    })
+}
+
+/// Asserts `a` ≈ `b` within `tol` absolute error plus `tol` relative to b's magnitude.
+#[doc(hidden)]
+pub fn assert_close(a: &Tensor, b: &Tensor, tol: f64) {
+    let c = closeness(a, b).unwrap();
+    let mag = b.to_f64_vec().iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(
+        c.max_abs <= tol * (1.0 + mag),
+        "tensors differ: {c:?}\n  got      {a:?}\n  expected {b:?}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_shares_storage() {
+        let t = Tensor::from_vec(&[2, 2], vec![1f32, 2., 3., 4.]).unwrap();
+        let u = t.clone();
+        assert!(t.shares_storage_with(&u));
+        assert_eq!(t.as_slice::<f32>().unwrap().as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        assert!(Tensor::from_vec(&[3], vec![1f32, 2.]).is_err());
+        assert!(Tensor::zeros(DType::F32, &[usize::MAX, 4]).is_err());
+        assert!(Tensor::from_raw_bytes(DType::I32, &[2], &[0u8; 7]).is_err());
+    }
+
+    #[test]
+    fn cast_truncates_and_keeps_ints_exact() {
+        let t = Tensor::from_vec(&[3], vec![1.7f32, -2.5, 300.0]).unwrap();
+        assert_eq!(t.cast(DType::I32).unwrap().to_i64_vec(), vec![1, -2, 300]);
+        let big = Tensor::from_vec(&[1], vec![(1i64 << 60) + 1]).unwrap();
+        let back = big.cast(DType::I32).unwrap().cast(DType::I64).unwrap();
+        assert_eq!(back.to_i64_vec(), vec![1]); // wraps like a C cast
+        let b = Tensor::from_vec(&[2], vec![0.0f32, 2.0])
+            .unwrap()
+            .cast(DType::Bool)
+            .unwrap();
+        assert_eq!(b.as_slice::<bool>().unwrap(), &[false, true]);
+    }
+
+    #[test]
+    fn mutation_copies_on_write() {
+        let t = Tensor::from_vec(&[2], vec![1i64, 2]).unwrap();
+        let mut u = t.clone();
+        u.as_slice_mut::<i64>().unwrap()[0] = 9;
+        assert_eq!(t.to_i64_vec(), vec![1, 2]);
+        assert_eq!(u.to_i64_vec(), vec![9, 2]);
+    }
+}
