@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 pub mod array;
 pub mod binary;
+pub mod tf_array;
 pub mod unary;
 
 pub use array::Identity;
@@ -128,6 +129,7 @@ pub fn registry() -> &'static OpRegistry {
         array::register(&mut r);
         binary::register(&mut r);
         unary::register(&mut r);
+        tf_array::register(&mut r);
         r
     })
 }

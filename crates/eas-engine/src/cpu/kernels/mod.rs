@@ -4,12 +4,14 @@ use super::registry::KernelRegistry;
 
 pub mod array;
 pub mod binary;
+pub mod tf_array;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
     unary::register(r);
+    tf_array::register(r);
 }
 
 /// Work below this many elements runs on the calling thread (rayon overhead dominates).
