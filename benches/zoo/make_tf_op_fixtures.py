@@ -549,6 +549,48 @@ def _(k):
     return [raw.Relu(features=a, name="out"), raw.Tanh(x=b, name="out2")]
 
 
+@case("ZerosLike")
+def _(k):
+    return [raw.ZerosLike(x=k.ph("x", rnd(2, 3), shape=[None, 3]), name="out")]
+
+
+@case("OnesLike")
+def _(k):
+    return [raw.OnesLike(x=k.ph("x", irnd(2, 3)), name="out")]
+
+
+@case("BroadcastTo")
+def _(k):
+    return [raw.BroadcastTo(input=k.ph("x", rnd(3, 1)), shape=c([2, 3, 4], np.int32), name="out")]
+
+
+@case("Size")
+def _(k):
+    return [raw.Size(input=k.ph("x", rnd(2, 3, 4), shape=[None, 3, 4]), name="out")]
+
+
+@case("Rank")
+def _(k):
+    return [raw.Rank(input=k.ph("x", rnd(2, 3)), name="out")]
+
+
+@case("ClipByValue")
+def _(k):
+    return [raw.ClipByValue(t=k.ph("x", rnd(3, 4)), clip_value_min=c(np.float32(-0.5)),
+                            clip_value_max=c(np.float32(0.7)), name="out")]
+
+
+@case("FloorDiv__float", "FloorDiv")
+def _(k):
+    return [raw.FloorDiv(x=k.ph("x", rnd(3, 4, lo=-5, hi=5)), y=c(np.float32(1.5)), name="out")]
+
+
+@case("ArgMin__axis0", "ArgMin")
+def _(k):
+    return [raw.ArgMin(input=k.ph("x", rnd(4, 3)), dimension=c(0, np.int32),
+                       output_type=tf.int32, name="out")]
+
+
 # --- graphs the importer must refuse clearly ------------------------------------------------
 def frozen(fn, specs, lower):
     cf = tf.function(fn, input_signature=specs).get_concrete_function()
