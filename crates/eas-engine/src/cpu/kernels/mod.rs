@@ -4,12 +4,20 @@ use super::registry::KernelRegistry;
 
 pub mod array;
 pub mod binary;
+pub mod conv;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
 pub mod tf_array;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
+    conv::register(r);
+    matmul::register(r);
+    norm::register(r);
+    reduce::register(r);
     unary::register(r);
     tf_array::register(r);
 }
