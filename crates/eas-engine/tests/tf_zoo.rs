@@ -1,5 +1,6 @@
 //! Every zoo model with a GraphDef (benches/zoo/build_zoo.py, in the cache dir) imports, runs
-//! on the CPU backend and matches TensorFlow's outputs within 1e-4 of their magnitude.
+//! on the CPU backend and matches TensorFlow's outputs (and ONNX Runtime's, on the tf2onnx
+//! conversion) within 1e-4 of their magnitude.
 //! Needs EAS_ZOO_DIR=<cache>/models; without it the test says it was skipped.
 
 mod tf_common;
@@ -23,6 +24,7 @@ fn check_model(dir: &Path) -> Result<String, String> {
     let (ins, outs) = (names("inputs"), names("outputs"));
     let pb = dir.join(m["files"]["graphdef"].as_str().unwrap());
     let mut worst = 0f64;
+    let mut worst_ort = 0f64;
     for (k, s) in m["samples"].as_array().unwrap().iter().enumerate() {
         let imp = import(&pb, &ins, &outs).map_err(|e| e.to_string())?;
         let feeds = ins
@@ -37,9 +39,23 @@ fn check_model(dir: &Path) -> Result<String, String> {
                 return Err(format!("sample {k} {o}: error {err:.2e} of magnitude"));
             }
             worst = worst.max(err);
+            // The ONNX conversion of the same model, run by ONNX Runtime, agrees too.
+            if let Some(f) = s["ort"][o].as_str() {
+                let ort = read_npy(&dir.join(f))?;
+                let e =
+                    rel_to_magnitude(g, &ort).map_err(|e| format!("sample {k} {o} vs ORT: {e}"))?;
+                if e > 1e-4 {
+                    return Err(format!(
+                        "sample {k} {o}: error {e:.2e} of magnitude vs ONNX Runtime"
+                    ));
+                }
+                worst_ort = worst_ort.max(e);
+            }
         }
     }
-    Ok(format!("worst error {worst:.2e} of magnitude"))
+    Ok(format!(
+        "worst error {worst:.2e} of magnitude vs TensorFlow, {worst_ort:.2e} vs ONNX Runtime"
+    ))
 }
 
 #[test]

@@ -210,6 +210,64 @@ fn add_n(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     Ok(vec![acc])
 }
 
+/// ClipByValue(t, lo, hi) = min(max(t, lo), hi).
+fn clip_by_value(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(3)?;
+    let lo = imp.node1(
+        &format!("{}/max", ctx.name()),
+        Binary::new(BinOp::Max),
+        &[ctx.input(0)?, ctx.input(1)?],
+    )?;
+    Ok(vec![imp.node1(
+        ctx.name(),
+        Binary::new(BinOp::Min),
+        &[lo, ctx.input(2)?],
+    )?])
+}
+
+/// FloorDiv on floats: floor(x / y). (Integer floor division is not the engine's Div, which
+/// truncates.)
+fn floor_div(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    if !imp.fact(ctx.input(0)?).dtype.is_float() {
+        return Err(Error::unsupported("FloorDiv on integers"));
+    }
+    let q = imp.node1(
+        &format!("{}/div", ctx.name()),
+        Binary::new(BinOp::Div),
+        &[ctx.input(0)?, ctx.input(1)?],
+    )?;
+    Ok(vec![imp.node1(
+        ctx.name(),
+        Unary::new(UnaryOp::Floor),
+        &[q],
+    )?])
+}
+
+/// ArgMin: the engine's ArgReduce (i64, first index on ties), cast for output_type int32.
+fn arg_min(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let axis = super::konst_scalar_i64(imp, ctx, 1, "dimension")?;
+    let to = ctx
+        .attr_dtype("output_type")?
+        .unwrap_or(crate::dtype::DType::I64);
+    let op = crate::ops::reduce::ArgReduce {
+        max: false,
+        axis,
+        keepdims: false,
+        select_last_index: false,
+    };
+    if to == crate::dtype::DType::I64 {
+        return Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?]);
+    }
+    let i = imp.node1(&format!("{}/i64", ctx.name()), op, &[ctx.input(0)?])?;
+    Ok(vec![imp.node1(
+        ctx.name(),
+        crate::ops::array::Cast { to },
+        &[i],
+    )?])
+}
+
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
     reg(r, UNARY, unary);
     reg(r, BINARY, binary);
@@ -218,4 +276,7 @@ pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
     reg(r, &["Square"], square);
     reg(r, &["SquaredDifference"], squared_difference);
     reg(r, &["AddN"], add_n);
+    reg(r, &["ClipByValue"], clip_by_value);
+    reg(r, &["FloorDiv"], floor_div);
+    reg(r, &["ArgMin"], arg_min);
 }
