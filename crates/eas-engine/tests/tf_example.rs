@@ -12,6 +12,7 @@ fn bundled_example_matches_tensorflow() {
     let opts = TfOptions {
         inputs: Some(vec!["input_ids_a_1".into()]),
         outputs: Some(vec!["l2_normalize".into()]),
+        ..Default::default()
     };
     let mut samples = 0;
     for k in 0.. {

@@ -260,6 +260,7 @@ fn explicit_names_accept_the_tensor_form() {
     let opts = TfOptions {
         inputs: Some(vec!["x:0".into()]),
         outputs: Some(vec!["out:0".into()]),
+        ..Default::default()
     };
     let imp = tf::load_file(repo_root().join("fixtures/tf-ops/Relu/model.pb"), &opts).unwrap();
     let names: Vec<&str> = imp
@@ -277,6 +278,7 @@ fn unknown_names_are_clear_errors() {
     let opts = TfOptions {
         inputs: None,
         outputs: Some(vec!["outt".into()]),
+        ..Default::default()
     };
     let msg = tf::load_file(dir.join("model.pb"), &opts)
         .unwrap_err()
@@ -288,6 +290,7 @@ fn unknown_names_are_clear_errors() {
     let opts = TfOptions {
         inputs: None,
         outputs: Some(vec!["out:7".into()]),
+        ..Default::default()
     };
     let dir = repo_root().join("fixtures/tf-ops/Identity__noop_ctrl");
     let msg = tf::load_file(dir.join("model.pb"), &opts)
@@ -311,4 +314,97 @@ fn garbage_is_an_error_not_a_panic() {
     for n in (0..pb.len()).step_by(7) {
         let _ = tf::load_bytes(&pb[..n], &TfOptions::default());
     }
+}
+
+/// A GraphDef built in the test: Placeholder `x` (shape attribute as given) -> Relu `out`.
+fn tiny_graph(shape: Option<Vec<i64>>) -> Vec<u8> {
+    use eas_engine::import::tf::proto::{
+        AttrValue, DataType, GraphDef, NodeDef, TensorShapeProto, attr_value::Value as AV,
+        tensor_shape_proto::Dim,
+    };
+    use prost::Message;
+    let mut ph = NodeDef {
+        name: "x".into(),
+        op: "Placeholder".into(),
+        ..Default::default()
+    };
+    ph.attr.insert(
+        "dtype".into(),
+        AttrValue {
+            value: Some(AV::Type(DataType::DtFloat as i32)),
+        },
+    );
+    if let Some(s) = shape {
+        let shape = TensorShapeProto {
+            dim: s
+                .into_iter()
+                .map(|size| Dim {
+                    size,
+                    name: String::new(),
+                })
+                .collect(),
+            unknown_rank: false,
+        };
+        ph.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(AV::Shape(shape)),
+            },
+        );
+    }
+    let relu = NodeDef {
+        name: "out".into(),
+        op: "Relu".into(),
+        input: vec!["x".into()],
+        ..Default::default()
+    };
+    GraphDef {
+        node: vec![ph, relu],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn input_shapes_fill_in_unknown_ranks_and_are_checked() {
+    let e = tf::load_bytes(&tiny_graph(None), &TfOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown rank") && e.contains("input_shapes"),
+        "{e}"
+    );
+    let opts = TfOptions {
+        input_shapes: Some(vec![vec![-1, 3]]),
+        ..Default::default()
+    };
+    let imp = tf::load_bytes(&tiny_graph(None), &opts).unwrap();
+    let x = imp.graph.inputs()[0];
+    assert_eq!(imp.graph.fact(x).rank(), 2);
+    let out = run(
+        imp,
+        vec![eas_engine::Tensor::from_vec(&[2, 3], vec![-1f32, 2., -3., 4., -5., 6.]).unwrap()],
+    )
+    .unwrap();
+    assert_eq!(out[0].as_slice::<f32>().unwrap(), [0., 2., 0., 4., 0., 6.]);
+    // A shape that contradicts the Placeholder is refused; a compatible one is accepted.
+    let opts = TfOptions {
+        input_shapes: Some(vec![vec![2, 4]]),
+        ..Default::default()
+    };
+    let e = tf::load_bytes(&tiny_graph(Some(vec![-1, 3])), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("contradicts"), "{e}");
+    let opts = TfOptions {
+        input_shapes: Some(vec![vec![2, 3]]),
+        ..Default::default()
+    };
+    assert!(tf::load_bytes(&tiny_graph(Some(vec![-1, 3])), &opts).is_ok());
+    // One shape per input.
+    let opts = TfOptions {
+        input_shapes: Some(vec![vec![2, 3], vec![1]]),
+        ..Default::default()
+    };
+    assert!(tf::load_bytes(&tiny_graph(Some(vec![-1, 3])), &opts).is_err());
 }

@@ -209,21 +209,21 @@ impl AxisSpec {
                 } else {
                     canon(end)
                 };
+                // i128: strides and bounds come from the file and may be extreme.
+                let (b2, e2, s2) = (b as i128, e as i128, stride as i128);
                 let len = if stride > 0 {
-                    if e > b {
-                        (e - b + stride - 1) / stride
-                    } else {
-                        0
-                    }
-                } else if b > e {
-                    (b - e + (-stride) - 1) / (-stride)
+                    if e2 > b2 { (e2 - b2 + s2 - 1) / s2 } else { 0 }
+                } else if b2 > e2 {
+                    (b2 - e2 - s2 - 1) / (-s2)
                 } else {
                     0
                 };
+                let len = len as usize; // <= di, which is a usize
                 Ok(Resolved {
                     start: b,
-                    step: stride,
-                    len: len as usize,
+                    // A step never taken is normalized, so offsets stay within the tensor.
+                    step: if len <= 1 { 1 } else { stride },
+                    len,
                 })
             }
         }
@@ -474,4 +474,87 @@ pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("TfCumsum", de::<TfCumsum>);
     r.insert("TfArgMax", de::<TfArgMax>);
     r.insert("TfSelect", de::<TfSelect>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ss(begin: Vec<i64>, end: Vec<i64>, strides: Vec<i64>) -> TfStridedSlice {
+        TfStridedSlice {
+            begin,
+            end,
+            strides,
+            begin_mask: 0,
+            end_mask: 0,
+            ellipsis_mask: 0,
+            new_axis_mask: 0,
+            shrink_axis_mask: 0,
+        }
+    }
+
+    #[test]
+    fn extreme_bounds_and_strides_clamp_without_overflow() {
+        for (b, e, s) in [
+            (i64::MIN, i64::MAX, i64::MAX),
+            (i64::MAX, i64::MIN, i64::MIN),
+            (i64::MIN, i64::MIN, -1),
+            (0, i64::MAX, 3),
+        ] {
+            let spec = ss(vec![b], vec![e], vec![s]).dense(1).unwrap();
+            let (r, out) = resolve_strided(&spec, &[7]).unwrap();
+            assert!(out[0] <= 7, "{b} {e} {s}: {out:?}");
+            if r[0].len > 1 {
+                assert!(r[0].step.unsigned_abs() < 7);
+            }
+        }
+        // From one end to the other, both ways.
+        let spec = ss(vec![0], vec![i64::MAX], vec![1]).dense(1).unwrap();
+        assert_eq!(resolve_strided(&spec, &[5]).unwrap().1, [5]);
+        let spec = ss(vec![-1], vec![i64::MIN], vec![-1]).dense(1).unwrap();
+        assert_eq!(resolve_strided(&spec, &[5]).unwrap().1, [5]);
+    }
+
+    #[test]
+    fn malformed_specs_are_errors() {
+        assert!(
+            ss(vec![0], vec![1], vec![0]).dense(1).is_err(),
+            "zero stride"
+        );
+        assert!(
+            ss(vec![0, 0], vec![1, 1], vec![1, 1]).dense(1).is_err(),
+            "more axes than rank"
+        );
+        assert!(
+            ss(vec![0], vec![1, 2], vec![1]).dense(2).is_err(),
+            "lengths differ"
+        );
+        let mut two_ellipses = ss(vec![0, 0], vec![0, 0], vec![1, 1]);
+        two_ellipses.ellipsis_mask = 3;
+        assert!(two_ellipses.dense(3).is_err());
+        let mut shrink = ss(vec![9], vec![10], vec![1]);
+        shrink.shrink_axis_mask = 1;
+        let spec = shrink.dense(1).unwrap();
+        assert!(
+            resolve_strided(&spec, &[4]).is_err(),
+            "shrink index out of range"
+        );
+    }
+
+    #[test]
+    fn symbolic_dims_survive_full_slices_and_shape_vectors_keep_their_symbols() {
+        let x = Fact::new(DType::F32, Shape(vec![Dim::sym("n"), Dim::Known(6)]));
+        let mut op = ss(vec![0, 1], vec![0, 5], vec![1, 2]);
+        op.begin_mask = 1;
+        op.end_mask = 1;
+        let out = op.infer(&[&x]).unwrap();
+        assert_eq!(out[0].shape, Shape(vec![Dim::sym("n"), Dim::Known(2)]));
+        // Shape(x)[0] with shrink: a rank-0 value carrying the symbol.
+        let shape_vec = Fact::from_dims(DType::I32, vec![Dim::sym("n"), Dim::Known(6)], false);
+        let mut first = ss(vec![0], vec![1], vec![1]);
+        first.shrink_axis_mask = 1;
+        let out = first.infer(&[&shape_vec]).unwrap();
+        assert_eq!(out[0].rank(), 0);
+        assert_eq!(out[0].dims, Some(vec![Dim::sym("n")]));
+    }
 }

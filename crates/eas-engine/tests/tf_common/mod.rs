@@ -62,6 +62,7 @@ pub fn import(pb: &Path, inputs: &[String], outputs: &[String]) -> eas_engine::R
         &TfOptions {
             inputs: Some(inputs.to_vec()),
             outputs: Some(outputs.to_vec()),
+            ..Default::default()
         },
     )
 }

@@ -16,7 +16,7 @@ pub mod ops;
 pub mod proto;
 pub mod tensor;
 
-use crate::ir::{Fact, Graph, Output, ValueId};
+use crate::ir::{Dim, Fact, Graph, Output, Shape, ValueId};
 use crate::{Error, Result};
 use graphdef::{FORMAT, Selection, TensorRef, TfGraph};
 use proto::{AttrValue, NodeDef, attr_value::Value as AV};
@@ -31,6 +31,10 @@ pub struct TfOptions {
     /// Fetch tensors, `name` or `name:k`; `None` = nodes without downstream nodes, leaving
     /// out constants and control-only nodes.
     pub outputs: Option<Vec<String>>,
+    /// One shape per input (in `inputs` order; -1 = unknown dim), e.g. the first set of the
+    /// optimization item's `input_shapes`. Used for Placeholders of unknown rank; checked
+    /// against the others (a contradiction is an error).
+    pub input_shapes: Option<Vec<Vec<i64>>>,
 }
 
 /// An imported graph and what was chosen for it (for the report).
@@ -83,9 +87,24 @@ pub fn load_bytes(bytes: &[u8], opts: &TfOptions) -> Result<TfImport> {
         fed: sel.inputs.to_vec(),
         used_names: HashSet::new(),
     };
-    for t in &sel.inputs {
+    if let Some(shapes) = &opts.input_shapes
+        && shapes.len() != sel.inputs.len()
+    {
+        return Err(Error::invalid(format!(
+            "{} input shapes given for {} inputs ({})",
+            shapes.len(),
+            sel.inputs.len(),
+            sel.inputs
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (i, t) in sel.inputs.iter().enumerate() {
         let n = tf.node(&t.node).expect("resolved input");
-        imp.add_feed(n)?;
+        let given = opts.input_shapes.as_ref().map(|s| s[i].as_slice());
+        imp.add_feed(n, given)?;
     }
     let mut hist: std::collections::BTreeMap<String, usize> = Default::default();
     for &i in &order {
@@ -177,7 +196,7 @@ impl Importer {
         })
     }
 
-    fn add_feed(&mut self, n: &NodeDef) -> Result<()> {
+    fn add_feed(&mut self, n: &NodeDef, given: Option<&[i64]>) -> Result<()> {
         let dt = graphdef::node_dtype(n)
             .ok_or_else(|| Error::invalid(format!("{} has no dtype", n.name)))?;
         let dtype = tensor::dtype(dt, &n.name)?;
@@ -185,12 +204,49 @@ impl Importer {
             Some(AV::Shape(s)) => tensor::shape(s, &n.name)?,
             _ => None,
         };
-        let Some(shape) = shape else {
-            return Err(Error::unsupported(format!(
-                "input {:?} has unknown rank; give its shape (input_shapes) or a Placeholder \
-                 with a shape",
-                n.name
-            )));
+        let given = match given {
+            Some(g) => {
+                let dims = g
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| match d {
+                        -1 => Ok(Dim::sym(&format!("{}:{i}", n.name))),
+                        d => usize::try_from(d).map(Dim::Known).map_err(|_| {
+                            Error::invalid(format!("input {:?}: shape {g:?}", n.name))
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Shape(dims))
+            }
+            None => None,
+        };
+        let shape = match (shape, given) {
+            (None, Some(g)) => g,
+            (Some(s), Some(g)) => {
+                let fits = s.rank() == g.rank()
+                    && s.dims()
+                        .iter()
+                        .zip(g.dims())
+                        .all(|(a, b)| match (a.known(), b.known()) {
+                            (Some(x), Some(y)) => x == y,
+                            _ => true,
+                        });
+                if !fits {
+                    return Err(Error::invalid(format!(
+                        "input {:?}: the given shape {g:?} contradicts the Placeholder's {s:?}",
+                        n.name
+                    )));
+                }
+                s
+            }
+            (Some(s), None) => s,
+            (None, None) => {
+                return Err(Error::unsupported(format!(
+                    "input {:?} has unknown rank; give its shape (input_shapes) or a \
+                     Placeholder with a shape",
+                    n.name
+                )));
+            }
         };
         self.used_names.insert(n.name.clone());
         let v = self.g.add_input(n.name.clone(), Fact::new(dtype, shape));
