@@ -2,4 +2,4 @@
 //! registry, reporting every unsupported op at once.
 
 pub mod onnx;
-// pub mod tf;
+pub mod tf;

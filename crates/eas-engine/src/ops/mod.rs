@@ -14,6 +14,7 @@ pub mod conv;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod tf_array;
 pub mod unary;
 
 pub use array::{
@@ -143,6 +144,7 @@ pub fn registry() -> &'static OpRegistry {
         norm::register(&mut r);
         reduce::register(&mut r);
         unary::register(&mut r);
+        tf_array::register(&mut r);
         r
     })
 }

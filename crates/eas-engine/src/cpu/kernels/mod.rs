@@ -8,6 +8,7 @@ pub mod conv;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod tf_array;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
@@ -18,6 +19,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     norm::register(r);
     reduce::register(r);
     unary::register(r);
+    tf_array::register(r);
 }
 
 /// Work below this many elements runs on the calling thread (rayon overhead dominates).

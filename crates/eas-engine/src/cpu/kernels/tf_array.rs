@@ -1,0 +1,363 @@
+//! CPU kernels of the TensorFlow-semantics ops in `ops/tf_array.rs`. Data movement is done on
+//! element bytes, so one kernel serves every dtype.
+
+use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
+use crate::cpu::registry::KernelRegistry;
+use crate::dtype::{DType, Datum, Num};
+use crate::ir::Fact;
+use crate::ops::Op;
+use crate::ops::tf_array::{
+    Resolved, TfArgMax, TfCumsum, TfOneHot, TfSelect, TfStridedSlice, resolve_strided,
+};
+use crate::{Error, Result};
+
+fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Visits every index of `dims` in row-major order, keeping one running offset per operand
+/// (`steps[k][axis]` = how far operand k moves when `axis` advances by one).
+fn odometer(dims: &[usize], starts: &[i64], steps: &[Vec<i64>], mut f: impl FnMut(&[i64])) {
+    if dims.contains(&0) {
+        return;
+    }
+    let n = dims.len();
+    let mut idx = vec![0usize; n];
+    let mut off: Vec<i64> = starts.to_vec();
+    loop {
+        f(&off);
+        let mut a = n;
+        loop {
+            if a == 0 {
+                return;
+            }
+            a -= 1;
+            idx[a] += 1;
+            for (o, s) in off.iter_mut().zip(steps) {
+                *o += s[a];
+            }
+            if idx[a] < dims[a] {
+                break;
+            }
+            for (o, s) in off.iter_mut().zip(steps) {
+                *o -= s[a] * dims[a] as i64;
+            }
+            idx[a] = 0;
+        }
+    }
+}
+
+// ---- StridedSlice -------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct StridedSliceK {
+    esize: usize,
+    lens: Vec<usize>,
+    start: i64,
+    steps: Vec<i64>,
+}
+
+impl Kernel for StridedSliceK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let (x, o) = (inputs[0].bytes, &mut *outputs[0].bytes);
+        let e = self.esize;
+        let mut k = 0usize;
+        odometer(
+            &self.lens,
+            &[self.start],
+            std::slice::from_ref(&self.steps),
+            |off| {
+                let s = off[0] as usize * e;
+                o[k * e..(k + 1) * e].copy_from_slice(&x[s..s + e]);
+                k += 1;
+            },
+        );
+        Ok(())
+    }
+}
+
+fn build_strided(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfStridedSlice>(op)?;
+    let shape = concrete(&inputs[0])?;
+    let spec = op.dense(shape.len())?;
+    let (res, _) = resolve_strided(&spec, &shape)?;
+    let st = strides_of(&shape);
+    let start = res.iter().zip(&st).map(|(r, &s)| r.start * s as i64).sum();
+    Ok(Box::new(StridedSliceK {
+        esize: inputs[0].dtype.size(),
+        lens: res.iter().map(|r: &Resolved| r.len).collect(),
+        start,
+        steps: res
+            .iter()
+            .zip(&st)
+            .map(|(r, &s)| r.step * s as i64)
+            .collect(),
+    }))
+}
+
+// ---- OneHot -------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct OneHotK {
+    outer: usize,
+    depth: usize,
+    inner: usize,
+    esize: usize,
+    idx: DType,
+}
+
+impl Kernel for OneHotK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let idx: Vec<i64> = crate::dispatch_any!(self.idx, T => {
+            inputs[0].as_slice::<T>()?.iter().map(|v| Datum::to_i64(*v)).collect()
+        });
+        let (on, off) = (inputs[1].bytes, inputs[2].bytes);
+        let e = self.esize;
+        let o = &mut *outputs[0].bytes;
+        for a in 0..self.outer {
+            for d in 0..self.depth {
+                for i in 0..self.inner {
+                    let hit = idx[a * self.inner + i] == d as i64;
+                    let k = ((a * self.depth + d) * self.inner + i) * e;
+                    o[k..k + e].copy_from_slice(if hit { on } else { off });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_onehot(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfOneHot>(op)?;
+    let shape = concrete(&inputs[0])?;
+    let a = op.axis_for(shape.len())?;
+    Ok(Box::new(OneHotK {
+        outer: shape[..a].iter().product(),
+        depth: op.depth,
+        inner: shape[a..].iter().product(),
+        esize: inputs[1].dtype.size(),
+        idx: inputs[0].dtype,
+    }))
+}
+
+// ---- Cumsum / ArgMax ------------------------------------------------------------------------
+
+/// outer x len x inner decomposition of a shape around an axis.
+fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+#[derive(Debug)]
+struct CumsumK {
+    dims: (usize, usize, usize),
+    exclusive: bool,
+    reverse: bool,
+    dtype: DType,
+}
+
+fn cumsum<T: Num>(
+    x: &[T],
+    o: &mut [T],
+    (outer, len, inner): (usize, usize, usize),
+    exclusive: bool,
+    reverse: bool,
+) {
+    for a in 0..outer {
+        for i in 0..inner {
+            let mut acc = T::ZERO;
+            for s in 0..len {
+                let j = if reverse { len - 1 - s } else { s };
+                let k = (a * len + j) * inner + i;
+                if exclusive {
+                    o[k] = acc;
+                    acc = acc.add(x[k]);
+                } else {
+                    acc = acc.add(x[k]);
+                    o[k] = acc;
+                }
+            }
+        }
+    }
+}
+
+impl Kernel for CumsumK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        crate::dispatch_numeric!(self.dtype, T => {
+            cumsum::<T>(inputs[0].as_slice::<T>()?, outputs[0].as_slice_mut::<T>()?, self.dims, self.exclusive, self.reverse);
+            Ok(())
+        }, else => Err(Error::dtype("Cumsum", "bool input")))
+    }
+}
+
+fn build_cumsum(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfCumsum>(op)?;
+    let shape = concrete(&inputs[0])?;
+    let a = crate::ops::norm_axis("Cumsum", op.axis, shape.len())?;
+    Ok(Box::new(CumsumK {
+        dims: around(&shape, a),
+        exclusive: op.exclusive,
+        reverse: op.reverse,
+        dtype: inputs[0].dtype,
+    }))
+}
+
+#[derive(Debug)]
+struct ArgMaxK {
+    dims: (usize, usize, usize),
+    dtype: DType,
+    output: DType,
+}
+
+fn argmax<T: Num>(x: &[T], (outer, len, inner): (usize, usize, usize)) -> Vec<i64> {
+    let mut r = vec![0i64; outer * inner];
+    for a in 0..outer {
+        for i in 0..inner {
+            let mut best = 0usize;
+            let mut bv = x[a * len * inner + i];
+            for s in 1..len {
+                let v = x[(a * len + s) * inner + i];
+                if v > bv || (v.is_nan_() && !bv.is_nan_()) {
+                    best = s;
+                    bv = v;
+                }
+            }
+            r[a * inner + i] = best as i64;
+        }
+    }
+    r
+}
+
+impl Kernel for ArgMaxK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let r = crate::dispatch_numeric!(self.dtype, T => {
+            argmax::<T>(inputs[0].as_slice::<T>()?, self.dims)
+        }, else => return Err(Error::dtype("ArgMax", "bool input")));
+        match self.output {
+            DType::I64 => outputs[0].as_slice_mut::<i64>()?.copy_from_slice(&r),
+            _ => {
+                for (o, v) in outputs[0].as_slice_mut::<i32>()?.iter_mut().zip(r) {
+                    *o = v as i32;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_argmax(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfArgMax>(op)?;
+    let shape = concrete(&inputs[0])?;
+    let a = crate::ops::norm_axis("ArgMax", op.axis, shape.len())?;
+    if shape[a] == 0 {
+        return Err(Error::shape("ArgMax", "reduces an empty axis"));
+    }
+    Ok(Box::new(ArgMaxK {
+        dims: around(&shape, a),
+        dtype: inputs[0].dtype,
+        output: op.output,
+    }))
+}
+
+// ---- Select -------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct SelectK {
+    dims: Vec<usize>,
+    steps: Vec<Vec<i64>>, // cond, x, y
+    esize: usize,
+}
+
+/// Element steps of an operand broadcast (right-aligned) to `out`.
+fn bcast_steps(shape: &[usize], out: &[usize]) -> Vec<i64> {
+    let st = strides_of(shape);
+    let pad = out.len() - shape.len();
+    (0..out.len())
+        .map(|a| {
+            if a < pad || shape[a - pad] == 1 {
+                0
+            } else {
+                st[a - pad] as i64
+            }
+        })
+        .collect()
+}
+
+impl Kernel for SelectK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let c = inputs[0].as_slice::<bool>()?;
+        let (x, y) = (inputs[1].bytes, inputs[2].bytes);
+        let e = self.esize;
+        let o = &mut *outputs[0].bytes;
+        let mut k = 0usize;
+        odometer(&self.dims, &[0, 0, 0], &self.steps, |off| {
+            let (src, at) = if c[off[0] as usize] {
+                (x, off[1])
+            } else {
+                (y, off[2])
+            };
+            let s = at as usize * e;
+            o[k * e..(k + 1) * e].copy_from_slice(&src[s..s + e]);
+            k += 1;
+        });
+        Ok(())
+    }
+}
+
+fn build_select(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfSelect>(op)?;
+    let out = concrete(&outputs[0])?;
+    let cshape = op.cond_shape(&inputs[0].shape, inputs[1].rank());
+    let cshape = cshape
+        .as_known()
+        .ok_or_else(|| Error::unsupported("Select with an unknown condition shape"))?;
+    Ok(Box::new(SelectK {
+        steps: vec![
+            bcast_steps(&cshape, &out),
+            bcast_steps(&concrete(&inputs[1])?, &out),
+            bcast_steps(&concrete(&inputs[2])?, &out),
+        ],
+        dims: out,
+        esize: inputs[1].dtype.size(),
+    }))
+}
+
+pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<TfStridedSlice>(build_strided);
+    r.insert::<TfOneHot>(build_onehot);
+    r.insert::<TfCumsum>(build_cumsum);
+    r.insert::<TfArgMax>(build_argmax);
+    r.insert::<TfSelect>(build_select);
+}

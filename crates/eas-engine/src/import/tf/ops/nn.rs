@@ -1,0 +1,345 @@
+//! Neural-network ops: matmuls, convolutions, pools, batch norm, softmax, reductions.
+//!
+//! TF's NHWC layout is kept: the engine's convolution, pool and batch-norm ops are NCHW, so
+//! an NHWC node becomes Transpose(NHWC->NCHW) -> op -> Transpose(NCHW->NHWC), and HWIO
+//! filters are transposed to OIHW. Chains of such nodes leave inverse transpose pairs back to
+//! back, which the optimizer cancels; choosing a layout is the optimizer's job, not the
+//! importer's.
+
+use super::{Builder, konst_i64, reg};
+use crate::import::tf::{Importer, NodeCtx};
+use crate::ir::ValueId;
+use crate::ops::array::{Reshape, Transpose};
+use crate::ops::conv::{Conv, Padding, Pool, PoolKind};
+use crate::ops::matmul::MatMul;
+use crate::ops::norm::{BatchNorm, Softmax};
+use crate::ops::reduce::{Reduce, ReduceOp};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+use std::collections::HashMap;
+
+const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
+
+fn transpose(imp: &mut Importer, base: &str, x: ValueId, perm: &[usize]) -> Result<ValueId> {
+    imp.node1(
+        base,
+        Transpose {
+            perm: perm.to_vec(),
+        },
+        &[x],
+    )
+}
+
+/// Swaps the last two axes of `x`.
+fn swap_last(imp: &mut Importer, base: &str, x: ValueId) -> Result<ValueId> {
+    let r = imp.fact(x).rank();
+    if r < 2 {
+        return Err(Error::invalid(
+            "a transposed matmul operand needs rank >= 2",
+        ));
+    }
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 2, r - 1);
+    transpose(imp, base, x, &perm)
+}
+
+/// MatMul (2-D, transpose_a/b) and BatchMatMul/V2/V3 (adj_x/adj_y, broadcasting batch dims).
+fn matmul(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let (ta, tb) = if ctx.node.op == "MatMul" {
+        (
+            ctx.attr_b_or("transpose_a", false)?,
+            ctx.attr_b_or("transpose_b", false)?,
+        )
+    } else {
+        (
+            ctx.attr_b_or("adj_x", false)?,
+            ctx.attr_b_or("adj_y", false)?,
+        )
+    };
+    let mut a = ctx.input(0)?;
+    let mut b = ctx.input(1)?;
+    if ta {
+        a = swap_last(imp, &format!("{}/a_t", ctx.name()), a)?;
+    }
+    if tb {
+        b = swap_last(imp, &format!("{}/b_t", ctx.name()), b)?;
+    }
+    Ok(vec![imp.node1(ctx.name(), MatMul, &[a, b])?])
+}
+
+/// `[1, h, w, 1]` (NHWC) or `[1, 1, h, w]` (NCHW) -> `[h, w]`.
+fn spatial(ctx: &NodeCtx, key: &str, nchw: bool, default: usize) -> Result<Vec<usize>> {
+    let v = ctx
+        .attr_ints(key)?
+        .unwrap_or_else(|| vec![default as i64; 4]);
+    if v.len() != 4 {
+        return Err(Error::invalid(format!(
+            "{key} has {} entries, expected 4",
+            v.len()
+        )));
+    }
+    let (n, c, h, w) = if nchw {
+        (v[0], v[1], v[2], v[3])
+    } else {
+        (v[0], v[3], v[1], v[2])
+    };
+    if n != 1 || c != 1 {
+        return Err(Error::unsupported(format!(
+            "{key} {v:?} over the batch or channel axis"
+        )));
+    }
+    [h, w]
+        .iter()
+        .map(|&x| {
+            usize::try_from(x)
+                .ok()
+                .filter(|&x| x > 0)
+                .ok_or_else(|| Error::invalid(format!("{key} {v:?}")))
+        })
+        .collect()
+}
+
+fn padding(ctx: &NodeCtx, nchw: bool) -> Result<Padding> {
+    match ctx.attr_s_or("padding", "VALID")?.as_str() {
+        "SAME" => Ok(Padding::SameUpper),
+        "VALID" => Ok(Padding::Valid),
+        "EXPLICIT" => {
+            let p = ctx.attr_ints("explicit_paddings")?.unwrap_or_default();
+            if p.len() != 8 {
+                return Err(Error::invalid(format!(
+                    "explicit_paddings has {} entries, expected 8",
+                    p.len()
+                )));
+            }
+            let (h, w) = if nchw { (4, 6) } else { (2, 4) };
+            let v = [p[h], p[w], p[h + 1], p[w + 1]];
+            let v = v
+                .iter()
+                .map(|&x| {
+                    usize::try_from(x).map_err(|_| Error::invalid(format!("negative padding {x}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Padding::Explicit(v))
+        }
+        other => Err(Error::unsupported(format!("padding {other:?}"))),
+    }
+}
+
+fn is_nchw(ctx: &NodeCtx) -> Result<bool> {
+    match ctx.attr_s_or("data_format", "NHWC")?.as_str() {
+        "NHWC" => Ok(false),
+        "NCHW" => Ok(true),
+        f => Err(Error::unsupported(format!("data_format {f}"))),
+    }
+}
+
+/// Runs an NCHW engine op on an NHWC or NCHW TF tensor.
+fn in_nchw(
+    imp: &mut Importer,
+    ctx: &NodeCtx,
+    nchw: bool,
+    x: ValueId,
+    f: impl FnOnce(&mut Importer, ValueId, &str) -> Result<ValueId>,
+) -> Result<ValueId> {
+    if imp.fact(x).rank() != 4 {
+        return Err(Error::unsupported(format!(
+            "{} on a rank-{} input (only 4-D)",
+            ctx.node.op,
+            imp.fact(x).rank()
+        )));
+    }
+    if nchw {
+        return f(imp, x, ctx.name());
+    }
+    let xt = transpose(imp, &format!("{}/to_nchw", ctx.name()), x, &TO_NCHW)?;
+    let y = f(imp, xt, &format!("{}/nchw", ctx.name()))?;
+    transpose(imp, ctx.name(), y, &TO_NHWC)
+}
+
+/// Conv2D: HWIO filters (I = C / group for grouped convolutions) -> OIHW.
+fn conv2d(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let nchw = is_nchw(ctx)?;
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let strides = spatial(ctx, "strides", nchw, 1)?;
+    let dilations = spatial(ctx, "dilations", nchw, 1)?;
+    let padding = padding(ctx, nchw)?;
+    let wf = imp.fact(w);
+    if wf.rank() != 4 {
+        return Err(Error::invalid("filter must be 4-D [h, w, in, out]"));
+    }
+    let c = imp
+        .fact(x)
+        .shape
+        .dims()
+        .get(if nchw { 1 } else { 3 })
+        .and_then(|d| d.known());
+    let per_group = wf.shape.dims()[2].known();
+    let group = match (c, per_group) {
+        (Some(c), Some(i)) if i > 0 && c % i == 0 => c / i,
+        (Some(c), Some(i)) => {
+            return Err(Error::shape(
+                ctx.name(),
+                format!("{c} channels for filters of {i} inputs"),
+            ));
+        }
+        _ => 1,
+    };
+    let wt = transpose(
+        imp,
+        &format!("{}/filter_oihw", ctx.name()),
+        w,
+        &[3, 2, 0, 1],
+    )?;
+    let op = Conv {
+        strides,
+        dilations,
+        padding,
+        group,
+    };
+    Ok(vec![in_nchw(imp, ctx, nchw, x, |imp, xt, name| {
+        imp.node1(name, op, &[xt, wt])
+    })?])
+}
+
+/// DepthwiseConv2dNative: filters [h, w, C, M] -> grouped conv (group C) with weights
+/// [C*M, 1, h, w]; output channel c*M + m, as TF orders them.
+fn depthwise(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let nchw = is_nchw(ctx)?;
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let strides = spatial(ctx, "strides", nchw, 1)?;
+    let dilations = spatial(ctx, "dilations", nchw, 1)?;
+    let padding = padding(ctx, nchw)?;
+    let wd: Option<Vec<usize>> = imp.fact(w).shape.dims().iter().map(|d| d.known()).collect();
+    let Some([h, k, c, m]) = wd.as_deref().and_then(|v| <[usize; 4]>::try_from(v).ok()) else {
+        return Err(Error::unsupported(
+            "depthwise filter of unknown or non-4-D shape",
+        ));
+    };
+    let shape = imp.konst(
+        &format!("{}/filter_shape", ctx.name()),
+        Tensor::from_vec(&[4], vec![h as i64, k as i64, 1, (c * m) as i64])?,
+    );
+    let wr = imp.node1(
+        &format!("{}/filter_hw1o", ctx.name()),
+        Reshape { allowzero: false },
+        &[w, shape],
+    )?;
+    let wt = transpose(
+        imp,
+        &format!("{}/filter_oihw", ctx.name()),
+        wr,
+        &[3, 2, 0, 1],
+    )?;
+    let op = Conv {
+        strides,
+        dilations,
+        padding,
+        group: c,
+    };
+    Ok(vec![in_nchw(imp, ctx, nchw, x, |imp, xt, name| {
+        imp.node1(name, op, &[xt, wt])
+    })?])
+}
+
+/// MaxPool / AvgPool (TF's SAME average excludes the padding from the count).
+fn pool(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(1)?;
+    let nchw = is_nchw(ctx)?;
+    let kind = if ctx.node.op == "AvgPool" {
+        PoolKind::Avg {
+            count_include_pad: false,
+        }
+    } else {
+        PoolKind::Max
+    };
+    let op = Pool {
+        kind,
+        kernel: spatial(ctx, "ksize", nchw, 1)?,
+        strides: spatial(ctx, "strides", nchw, 1)?,
+        dilations: vec![1, 1],
+        padding: padding(ctx, nchw)?,
+        ceil_mode: false,
+    };
+    Ok(vec![in_nchw(
+        imp,
+        ctx,
+        nchw,
+        ctx.input(0)?,
+        |imp, xt, name| imp.node1(name, op, &[xt]),
+    )?])
+}
+
+/// FusedBatchNorm/V2/V3 in inference mode (is_training = false); only output 0 (y).
+fn fused_batch_norm(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(5)?;
+    if ctx.attr_b_or("is_training", true)? {
+        return Err(Error::unsupported(
+            "FusedBatchNorm with is_training=true (batch statistics); freeze the graph in inference mode",
+        ));
+    }
+    let nchw = is_nchw(ctx)?;
+    let eps = ctx.attr_f_or("epsilon", 1e-4)?;
+    let params: Vec<ValueId> = (1..5).map(|i| ctx.input(i)).collect::<Result<_>>()?;
+    // Engine order: x, scale, bias, mean, var (TF: x, scale, offset, mean, variance).
+    let y = in_nchw(imp, ctx, nchw, ctx.input(0)?, |imp, xt, name| {
+        imp.node1(
+            name,
+            BatchNorm { epsilon: eps },
+            &[xt, params[0], params[1], params[2], params[3]],
+        )
+    })?;
+    Ok(vec![y])
+}
+
+fn softmax(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(1)?;
+    let op = Softmax {
+        axis: -1,
+        log: ctx.node.op == "LogSoftmax",
+        coerce_2d: false,
+    };
+    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
+}
+
+/// Mean/Sum/Max/Min/Prod(input, axis, keep_dims); an empty axis list reduces nothing.
+fn reduce(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let op = match ctx.node.op.as_str() {
+        "Mean" => ReduceOp::Mean,
+        "Sum" => ReduceOp::Sum,
+        "Max" => ReduceOp::Max,
+        "Min" => ReduceOp::Min,
+        "Prod" => ReduceOp::Prod,
+        other => return Err(Error::unsupported(format!("reduction {other}"))),
+    };
+    let axes = konst_i64(imp, ctx, 1, "axis")?;
+    let op = Reduce {
+        op,
+        axes,
+        keepdims: ctx.attr_b_or("keep_dims", false)?,
+        noop_with_empty_axes: true,
+    };
+    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
+}
+
+pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
+    reg(
+        r,
+        &["MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"],
+        matmul,
+    );
+    reg(r, &["Conv2D"], conv2d);
+    reg(r, &["DepthwiseConv2dNative"], depthwise);
+    reg(r, &["MaxPool", "AvgPool"], pool);
+    reg(
+        r,
+        &["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"],
+        fused_batch_norm,
+    );
+    reg(r, &["Softmax", "LogSoftmax"], softmax);
+    reg(r, &["Mean", "Sum", "Max", "Min", "Prod"], reduce);
+}
