@@ -134,7 +134,7 @@ def gen_numpy(out):
     np.save(p, single, allow_pickle=True)
     expect(p, [sample_json(single, describe_np)])
 
-    for proto in [2, 3, 4, 5]:
+    for proto in [0, 1, 2, 3, 4, 5]:
         p = os.path.join(out, f"feed_dicts_proto{proto}.npy")
         arr = np.empty(2, dtype=object)
         arr[0] = {"a": np.arange(3, dtype="f4"), "b": np.int32(4)}
