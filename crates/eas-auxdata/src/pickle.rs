@@ -97,6 +97,20 @@ fn torch_dtype(name: &str) -> Option<DType> {
     })
 }
 
+/// Torch storage classes and dtypes that exist but have no [`DType`] here.
+fn unsupported_torch_type(module: &str, name: &str) -> Option<String> {
+    let torch = module == "torch" || module == "torch.storage";
+    let storage = name.ends_with("Storage") && torch_storage(name).is_none();
+    let dtype = module == "torch"
+        && (name.starts_with("complex")
+            || name.starts_with("float8")
+            || name.starts_with("qint")
+            || name.starts_with("quint")
+            || name.starts_with("cfloat")
+            || name.starts_with("cdouble"));
+    (torch && (storage || dtype)).then(|| format!("{module}.{name}"))
+}
+
 /// Maps `module.name` to a known global, or `None`.
 pub(crate) fn resolve_global(module: &str, name: &str) -> Option<Global> {
     use Global::*;
@@ -348,6 +362,14 @@ impl<'a> Machine<'a> {
     }
 
     fn global(&self, module: &str, name: &str) -> Result<Value> {
+        if let Some(dtype) = unsupported_torch_type(module, name) {
+            // a real torch type we cannot hold: say so, rather than calling it forbidden
+            return Err(Error::UnsupportedDtype {
+                at: Location::at(self.op_at as u64),
+                dtype: dtype.to_string(),
+                what: "complex, quantized and float8 torch tensors are not supported".into(),
+            });
+        }
         match resolve_global(module, name) {
             Some(g) => Ok(Value::Global(g)),
             None => Err(Error::ForbiddenGlobal {

@@ -68,7 +68,8 @@ pub(crate) fn read_entry(
             ),
         });
     }
-    let mut out = Vec::with_capacity(claimed.min(1 << 26) as usize);
+    // grow as data really arrives: the claimed size is only an upper bound here
+    let mut out = Vec::with_capacity(claimed.min(1 << 20) as usize);
     (&mut f)
         .take(claimed + 1)
         .read_to_end(&mut out)

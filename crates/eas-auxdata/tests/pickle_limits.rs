@@ -163,3 +163,17 @@ fn a_stream_that_ends_mid_pickle_is_truncated() {
     assert!(matches!(read(p), Err(Error::Truncated { .. })));
     assert!(matches!(read(b""), Err(Error::Truncated { .. })));
 }
+
+#[test]
+fn real_but_unsupported_torch_types_are_named_as_such() {
+    for p in [
+        &b"\x80\x02ctorch\nComplexFloatStorage\n."[..],
+        b"\x80\x02ctorch\nQInt8Storage\n.",
+        b"\x80\x02ctorch\nfloat8_e4m3fn\n.",
+    ] {
+        match read(p) {
+            Err(Error::UnsupportedDtype { dtype, .. }) => assert!(dtype.starts_with("torch.")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
