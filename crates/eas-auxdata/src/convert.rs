@@ -1,6 +1,7 @@
 //! Interprets what the pickle machine built: numpy arrays, dtypes and scalars, torch tensors
 //! over storages, and the list/dict/tuple layout of a Blade dataset.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use ndarray::{ArrayD, IxDyn};
@@ -262,16 +263,25 @@ impl<'a, 'p> Converter<'a, 'p> {
             )));
         };
         let args = self.tuple(args, "the dtype arguments")?;
-        let Some(Value::Str(code)) = args.first() else {
+        // Python 2 pickles spell these as byte strings
+        let text = |v: Option<&Value>| -> Option<String> {
+            match v? {
+                Value::Str(s) => Some(s.to_string()),
+                Value::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
+                _ => None,
+            }
+        };
+        let Some(code) = text(args.first()) else {
             return Err(layout(
                 "the dtype arguments do not start with a type string",
             ));
         };
+        let code = code.as_str();
         let mut order = None;
         let mut elsize: Option<i64> = None;
         if let Some(state) = state {
             let st = self.tuple(state, "the dtype state")?;
-            if let Some(Value::Str(o)) = st.get(1) {
+            if let Some(o) = text(st.get(1)) {
                 order = o.chars().next();
             }
             // (version, order, subarray, names, fields, elsize, alignment, flags[, metadata])
@@ -280,7 +290,7 @@ impl<'a, 'p> Converter<'a, 'p> {
                     || !matches!(st.get(3), Some(Value::None))
                 {
                     return Err(unsupported(
-                        &**code,
+                        code,
                         "structured and sub-array dtypes are not supported",
                     ));
                 }
@@ -298,7 +308,7 @@ impl<'a, 'p> Converter<'a, 'p> {
         ) = (&mut t, elsize)
             && e > 0
         {
-            *itemsize = usize::try_from(e).map_err(|_| unsupported(&**code, "bad element size"))?;
+            *itemsize = usize::try_from(e).map_err(|_| unsupported(code, "bad element size"))?;
         }
         Ok(t)
     }
@@ -640,17 +650,18 @@ impl<'a, 'p> Converter<'a, 'p> {
     fn sample(&mut self, v: &Value) -> Result<Sample> {
         match self.obj(v) {
             Some(Obj::Dict(pairs)) => {
-                let mut out = Vec::with_capacity(pairs.len());
+                let mut out: Vec<(String, Tensor)> = Vec::with_capacity(pairs.len().min(1 << 16));
+                let mut seen: HashMap<String, usize> = HashMap::new();
                 for (k, val) in pairs {
                     let name = self.key(k)?;
                     let t = self.tensor(val, &format!("feed {name:?}"))?;
                     // a repeated key (SETITEM twice) keeps the last value, as Python does
-                    match out
-                        .iter_mut()
-                        .find(|(n, _): &&mut (String, Tensor)| *n == name)
-                    {
-                        Some(slot) => slot.1 = t,
-                        None => out.push((name, t)),
+                    match seen.get(&name) {
+                        Some(&i) => out[i].1 = t,
+                        None => {
+                            seen.insert(name.clone(), out.len());
+                            out.push((name, t));
+                        }
                     }
                 }
                 Ok(Sample::Named(out))

@@ -1,5 +1,7 @@
 //! Datasets (lists of samples), samples (named or positional tensors) and their summary.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 
 use crate::tensor::Tensor;
@@ -82,32 +84,32 @@ impl Dataset {
     }
 
     pub fn summary(&self) -> Summary {
+        // hash indexes: a hostile file with a million feed names or shapes stays linear
         let mut feeds: Vec<FeedSummary> = Vec::new();
+        let mut index: HashMap<(Option<&str>, usize), usize> = HashMap::new();
+        let mut shapes_seen: Vec<HashSet<&[usize]>> = Vec::new();
         for s in &self.samples {
             for (i, (name, t)) in s.tensors().into_iter().enumerate() {
-                let pos = feeds.iter().position(|f| match name {
-                    Some(n) => f.name.as_deref() == Some(n),
-                    None => f.name.is_none() && f.index == i,
+                // named feeds are keyed by name alone, positional ones by position
+                let key = (name, if name.is_some() { 0 } else { i });
+                let p = *index.entry(key).or_insert_with(|| {
+                    feeds.push(FeedSummary {
+                        name: name.map(str::to_string),
+                        index: i,
+                        present_in: 0,
+                        dtypes: Vec::new(),
+                        shapes: Vec::new(),
+                    });
+                    shapes_seen.push(HashSet::new());
+                    feeds.len() - 1
                 });
-                let f = match pos {
-                    Some(p) => &mut feeds[p],
-                    None => {
-                        feeds.push(FeedSummary {
-                            name: name.map(str::to_string),
-                            index: i,
-                            present_in: 0,
-                            dtypes: Vec::new(),
-                            shapes: Vec::new(),
-                        });
-                        feeds.last_mut().expect("just pushed")
-                    }
-                };
+                let f = &mut feeds[p];
                 f.present_in += 1;
                 let d = t.dtype().name();
                 if !f.dtypes.iter().any(|x| x == d) {
                     f.dtypes.push(d.to_string());
                 }
-                if !f.shapes.iter().any(|x| x == t.shape()) {
+                if shapes_seen[p].insert(t.shape()) {
                     f.shapes.push(t.shape().to_vec());
                 }
             }
