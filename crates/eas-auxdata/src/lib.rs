@@ -25,6 +25,11 @@ mod zipfile;
 
 use std::path::Path;
 
+/// The array and half-float crates tensors are made of, re-exported so users build tensors
+/// with the same versions.
+pub use half;
+pub use ndarray;
+
 pub use dataset::{Dataset, FeedSummary, MIN_CALIBRATION_SAMPLES, Sample, Summary};
 pub use error::{Error, Location, Result};
 pub use npy::{read_npy_bytes, read_npz_bytes};

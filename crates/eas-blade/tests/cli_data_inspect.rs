@@ -157,3 +157,36 @@ fn human_output_mentions_small_calibration_sets() {
     assert!(s.contains("3 sample(s)"), "{s}");
     assert!(s.contains("more than 100"), "{s}");
 }
+
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    use eas_blade::auxdata::{Dataset, Sample, Tensor};
+    // ~1 MB of JSON: more than a pipe buffers, so the write meets the closed pipe
+    let t: Tensor = ndarray_scalar(1.5);
+    let ds = Dataset {
+        samples: vec![Sample::Positional(vec![t]); 5000],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("many.pth");
+    eas_blade::auxdata::write_pth(&p, &ds).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blade"))
+        .args(["data", "inspect", "--json"])
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+fn ndarray_scalar(v: f32) -> eas_blade::auxdata::Tensor {
+    use eas_blade::auxdata::ndarray::{ArrayD, IxDyn};
+    eas_blade::auxdata::Tensor::F32(ArrayD::from_elem(IxDyn(&[]), v))
+}

@@ -77,31 +77,47 @@ fn fmt_num(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x}"))
 }
 
+/// Writes `text` to stdout; a closed pipe (`blade data inspect f | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn main(cmd: DataCommand) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write;
     match cmd {
         DataCommand::Inspect(args) => {
             let ds = eas_auxdata::read_path(&args.file)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&to_json(&ds))?);
-                return Ok(ExitCode::SUCCESS);
+                let mut text = serde_json::to_string_pretty(&to_json(&ds))?;
+                text.push('\n');
+                return emit(&text);
             }
+            let mut o = String::new();
             let summary = ds.summary();
-            println!("{}: {} sample(s)", args.file.display(), summary.samples);
+            writeln!(o, "{}: {} sample(s)", args.file.display(), summary.samples)?;
             for f in &summary.feeds {
                 let name = f.name.clone().unwrap_or_else(|| format!("#{}", f.index));
                 let shapes: Vec<String> = f.shapes.iter().map(|s| format!("{s:?}")).collect();
-                println!(
+                writeln!(
+                    o,
                     "  {name}: {} in {} sample(s), shape {}",
                     f.dtypes.join("|"),
                     f.present_in,
                     shapes.join(" | ")
-                );
+                )?;
             }
             for (si, s) in ds.samples.iter().enumerate().take(20) {
-                println!("sample {si}:");
+                writeln!(o, "sample {si}:")?;
                 for (i, (name, t)) in s.tensors().into_iter().enumerate() {
                     let j = tensor_json(name, i, t);
-                    println!(
+                    writeln!(
+                        o,
                         "  [{i}] {} {} {:?} sum={} min={} max={}",
                         name.unwrap_or("-"),
                         j.dtype,
@@ -109,16 +125,16 @@ pub fn main(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                         fmt_num(j.sum),
                         fmt_num(j.min),
                         fmt_num(j.max)
-                    );
+                    )?;
                 }
             }
             if ds.samples.len() > 20 {
-                println!("... {} more sample(s)", ds.samples.len() - 20);
+                writeln!(o, "... {} more sample(s)", ds.samples.len() - 20)?;
             }
             if let Some(w) = ds.calibration_warning() {
-                println!("note: as a calibration dataset: {w}");
+                writeln!(o, "note: as a calibration dataset: {w}")?;
             }
-            Ok(ExitCode::SUCCESS)
+            emit(&o)
         }
     }
 }
