@@ -177,3 +177,19 @@ fn real_but_unsupported_torch_types_are_named_as_such() {
         }
     }
 }
+
+#[test]
+fn python2_byte_string_dtype_codes_read() {
+    // Python 2 pickles write str as SHORT_BINSTRING: dtype code and byte order arrive as bytes
+    let mut p = b"\x80\x02]}U\x01x".to_vec();
+    let mut arr = array_f32(2);
+    let find = |h: &[u8], n: &[u8]| h.windows(n.len()).position(|w| w == n).unwrap();
+    let i = find(&arr, b"\x8c\x02f4");
+    arr.splice(i..i + 4, b"U\x02f4".iter().copied());
+    let i = find(&arr, b"\x8c\x01<");
+    arr.splice(i..i + 3, b"U\x01<".iter().copied());
+    p.extend(arr);
+    p.extend_from_slice(b"sa.");
+    let ds = read(&p).unwrap();
+    assert_eq!(ds.samples[0].get("x").unwrap().dtype().name(), "float32");
+}
