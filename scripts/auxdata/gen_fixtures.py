@@ -129,6 +129,12 @@ def gen_numpy(out):
     np.save(p, feeds, allow_pickle=True)
     expect(p, [sample_json(s, describe_np) for s in feeds])
 
+    # plain Python values in a feed dict stay Python objects in the pickle
+    pyvals = {"f": 0.5, "i": -3, "b": True, "s": "abc", "by": b"xy", "arr": np.zeros(2, "f4")}
+    p = os.path.join(out, "python_values.npy")
+    np.save(p, [pyvals], allow_pickle=True)
+    expect(p, [sample_json(pyvals, describe_np)])
+
     single = {"x:0": np.arange(4, dtype="u1"), "y:0": np.float64(2.5)}
     p = os.path.join(out, "single_dict.npy")
     np.save(p, single, allow_pickle=True)

@@ -326,6 +326,10 @@ impl<'a, 'p> Converter<'a, 'p> {
             Value::Str(s) => {
                 return scalar(Tensor::Str(ArrayD::from_elem(IxDyn(&[]), s.to_string())));
             }
+            Value::Bytes(b) => {
+                self.charge(b.len() as u64)?;
+                return scalar(Tensor::Bytes(ArrayD::from_elem(IxDyn(&[]), b.to_vec())));
+            }
             _ => {}
         }
         match self.obj(v) {
