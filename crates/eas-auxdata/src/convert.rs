@@ -614,6 +614,23 @@ impl<'a, 'p> Converter<'a, 'p> {
             .checked_mul(elsize as u64)
             .ok_or_else(|| too_large(&size, "the byte size overflows"))?;
         self.charge(nbytes)?;
+        let big = self.storages.big_endian();
+        // a C-contiguous view (the common case) decodes straight from the storage
+        let mut expect = 1i64;
+        let contiguous = size.iter().zip(&stride).rev().all(|(&d, &s)| {
+            let ok = d == 1 || s == expect;
+            expect = expect.saturating_mul(d);
+            ok
+        });
+        if contiguous || n == 0 {
+            let start = offset as usize * elsize;
+            let bytes = if n == 0 {
+                &data[..0]
+            } else {
+                &data[start..start + n * elsize]
+            };
+            return Tensor::from_raw(dtype, elsize, big, &shape, false, bytes).map_err(layout);
+        }
         let mut raw = Vec::with_capacity(nbytes as usize);
         if n > 0 {
             let mut idx = vec![0usize; shape.len()];
@@ -633,7 +650,6 @@ impl<'a, 'p> Converter<'a, 'p> {
                 }
             }
         }
-        let big = self.storages.big_endian();
         Tensor::from_raw(dtype, elsize, big, &shape, false, &raw).map_err(layout)
     }
 
