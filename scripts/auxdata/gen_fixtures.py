@@ -130,7 +130,9 @@ def gen_numpy(out):
     expect(p, [sample_json(s, describe_np) for s in feeds])
 
     # plain Python values in a feed dict stay Python objects in the pickle
-    pyvals = {"f": 0.5, "i": -3, "b": True, "s": "abc", "by": b"xy", "arr": np.zeros(2, "f4")}
+    pyvals = {"f": 0.5, "i": -3, "b": True, "s": "abc", "by": b"xy", "arr": np.zeros(2, "f4"),
+              "lf": [[1.0, 2], [3, 4.5]], "li": [1, 2, 3], "lb": [True, False], "ls": ["a", "bc"],
+              "t": (1, True), "empty": []}
     p = os.path.join(out, "python_values.npy")
     np.save(p, [pyvals], allow_pickle=True)
     expect(p, [sample_json(pyvals, describe_np)])

@@ -366,11 +366,110 @@ impl<'a, 'p> Converter<'a, 'p> {
     fn tensor(&mut self, v: &Value, what: &str) -> Result<Tensor> {
         match self.try_tensor(v, 0)? {
             Some(t) => Ok(t),
+            None if matches!(self.obj(v), Some(Obj::List(_) | Obj::Tuple(_))) => {
+                self.nested_list(v).map_err(|e| match e {
+                    Error::Layout { at, what: w } => Error::Layout {
+                        at,
+                        what: format!("{what}: {w}"),
+                    },
+                    other => other,
+                })
+            }
             None => Err(layout(format!(
                 "{what} is a {}, expected a tensor",
                 self.describe(v)
             ))),
         }
+    }
+
+    /// A (nested, rectangular) Python list of numbers, bools or strings, as `np.asarray`
+    /// would make it: float64 if any float, else int64 if any int, else bool; or str.
+    fn nested_list(&mut self, v: &Value) -> Result<Tensor> {
+        let mut shape: Vec<usize> = Vec::new();
+        let mut leaves: Vec<&'p Value> = Vec::new();
+        // walk level by level: every item of a level must be a list of the same length
+        let mut level: Vec<&Value> = vec![v];
+        loop {
+            let lists: Vec<&'p [Value]> = level
+                .iter()
+                .map(|x| match self.obj(x) {
+                    Some(Obj::List(items) | Obj::Tuple(items)) => Some(&items[..]),
+                    _ => None,
+                })
+                .collect::<Option<_>>()
+                .unwrap_or_default();
+            if lists.len() != level.len() {
+                // this level holds leaves (or is ragged: checked below)
+                if level.iter().any(|x| self.obj(x).is_some()) {
+                    return Err(layout("a nested list is ragged or holds non-numbers"));
+                }
+                break;
+            }
+            let n = lists.first().map_or(0, |l| l.len());
+            if lists.iter().any(|l| l.len() != n) {
+                return Err(layout("a nested list is ragged"));
+            }
+            shape.push(n);
+            if shape.len() > 32 {
+                return Err(layout("a nested list is more than 32 deep"));
+            }
+            let count = element_count(&shape)?;
+            self.charge(count as u64 * 8)?;
+            if n == 0 {
+                break;
+            }
+            let next: Vec<&'p Value> = lists.iter().flat_map(|l| l.iter()).collect();
+            if next.iter().all(|x| self.obj(x).is_none()) {
+                leaves = next;
+                break;
+            }
+            level = next.into_iter().map(|x| x as &Value).collect();
+        }
+        let all = |f: fn(&Value) -> bool| leaves.iter().all(|x| f(x));
+        fn nd<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
+            crate::tensor::shaped(shape, false, v).map_err(layout)
+        }
+        if all(|x| matches!(x, Value::Str(_))) && !leaves.is_empty() {
+            let v = leaves
+                .iter()
+                .map(|x| match x {
+                    Value::Str(s) => s.to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            return Ok(Tensor::Str(nd(&shape, v)?));
+        }
+        if !all(|x| matches!(x, Value::Int(_) | Value::Float(_) | Value::Bool(_))) {
+            return Err(layout("a list holds values other than numbers"));
+        }
+        if leaves.is_empty() || leaves.iter().any(|x| matches!(x, Value::Float(_))) {
+            let v = leaves
+                .iter()
+                .map(|x| match x {
+                    Value::Float(f) => *f,
+                    Value::Int(i) => *i as f64,
+                    Value::Bool(b) => *b as u8 as f64,
+                    _ => 0.0,
+                })
+                .collect();
+            return Ok(Tensor::F64(nd(&shape, v)?));
+        }
+        if leaves.iter().any(|x| matches!(x, Value::Int(_))) {
+            let v = leaves
+                .iter()
+                .map(|x| match x {
+                    Value::Int(i) => *i,
+                    Value::Bool(b) => *b as i64,
+                    _ => 0,
+                })
+                .collect();
+            return Ok(Tensor::I64(nd(&shape, v)?));
+        }
+        let v = leaves
+            .iter()
+            .map(|x| matches!(x, Value::Bool(true)))
+            .collect();
+        Ok(Tensor::Bool(nd(&shape, v)?))
     }
 
     fn ndarray(&mut self, state: &Value) -> Result<NdContent<'p>> {

@@ -193,3 +193,57 @@ fn python2_byte_string_dtype_codes_read() {
     let ds = read(&p).unwrap();
     assert_eq!(ds.samples[0].get("x").unwrap().dtype().name(), "float32");
 }
+
+/// `[{"x": <value>}]` where `value` is the pickle fragment given.
+fn feed_value(value: &[u8]) -> Vec<u8> {
+    let mut p = b"\x80\x04]}\x8c\x01x".to_vec();
+    p.extend_from_slice(value);
+    p.extend_from_slice(b"sa.");
+    p
+}
+
+#[test]
+fn python_lists_as_feeds() {
+    // [[1.0, 2], [3, 4]] -> float64 (2, 2)
+    let ds = read(&feed_value(
+        b"((G?\xf0\x00\x00\x00\x00\x00\x00K\x02l(K\x03K\x04ll",
+    ))
+    .unwrap();
+    let t = ds.samples[0].get("x").unwrap();
+    assert_eq!((t.dtype().name(), t.shape()), ("float64", &[2usize, 2][..]));
+    assert_eq!(t.to_f64_vec().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    // ragged
+    let e = read(&feed_value(b"((K\x01l(K\x01K\x02ll")).unwrap_err();
+    assert!(
+        matches!(&e, Error::Layout { what, .. } if what.contains("ragged")),
+        "{e}"
+    );
+    // mixed numbers and strings
+    let e = read(&feed_value(b"(K\x01\x8c\x01al")).unwrap_err();
+    assert!(matches!(e, Error::Layout { .. }), "{e}");
+    // a list that contains itself
+    let e = read(&feed_value(b"]q\x00h\x00a")).unwrap_err();
+    assert!(
+        matches!(&e, Error::Layout { what, .. } if what.contains("deep")),
+        "{e}"
+    );
+}
+
+#[test]
+fn doubling_lists_hit_the_budget() {
+    // L0 = [1, 1]; Li = [L(i-1), L(i-1)]: 2^31 leaves from a few hundred bytes
+    let mut v = b"(K\x01K\x01lq\x00".to_vec();
+    for _ in 0..30 {
+        v.extend_from_slice(b"0(h\x00h\x00lq\x00");
+    }
+    // the first POP removes L0 from the stack each round: push the last one back
+    v.extend_from_slice(b"0h\x00");
+    let opts = ReadOptions {
+        min_budget: 1 << 20,
+        ..ReadOptions::default()
+    };
+    match read_npy_bytes(&npy(&feed_value(&v)), &opts) {
+        Err(Error::ShapeTooLarge { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
