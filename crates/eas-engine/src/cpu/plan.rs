@@ -146,6 +146,23 @@ fn eval_with_facts(
     Ok(out_tensors)
 }
 
+/// Steps with at most this many inputs and outputs build their views on the stack.
+const STACK_VIEWS: usize = 8;
+
+const EMPTY_VIEW: TensorView<'static> = TensorView {
+    dtype: DType::U8,
+    shape: &[],
+    bytes: &[],
+};
+
+fn empty_view_mut() -> TensorViewMut<'static> {
+    TensorViewMut {
+        dtype: DType::U8,
+        shape: &[],
+        bytes: &mut [],
+    }
+}
+
 /// Constant outputs larger than this are not folded at plan time (they stay computed).
 const FOLD_LIMIT_BYTES: usize = 64 << 20;
 
@@ -375,32 +392,47 @@ impl Plan {
             }
         };
         for step in &self.steps {
-            let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
-            let mut outs: Vec<TensorViewMut> = step
-                .outputs
-                .iter()
-                .map(|&v| {
-                    let Loc::Arena { offset, len } = self.locs[v] else {
-                        unreachable!("step outputs live in the arena")
-                    };
-                    // SAFETY: outputs are defined at this step, so the plan keeps them
-                    // disjoint from each other and from every input still alive here.
-                    let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
-                    TensorViewMut {
-                        dtype: self.dtypes[v],
-                        shape: &self.shapes[v],
-                        bytes,
-                    }
-                })
-                .collect();
+            let out_view = |v: usize| {
+                let Loc::Arena { offset, len } = self.locs[v] else {
+                    unreachable!("step outputs live in the arena")
+                };
+                // SAFETY: outputs are defined at this step, so the plan keeps them
+                // disjoint from each other and from every input still alive here.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+                TensorViewMut {
+                    dtype: self.dtypes[v],
+                    shape: &self.shapes[v],
+                    bytes,
+                }
+            };
             // SAFETY: scratch lies after every planned buffer.
             let scratch = unsafe {
                 std::slice::from_raw_parts_mut(base.add(self.arena_bytes), self.scratch_bytes)
             };
             let mut ctx = KernelCtx { scratch, threads };
-            step.kernel
-                .run(&mut ctx, &ins, &mut outs)
-                .map_err(|e| e.at_node(&step.node))?;
+            // Views live on the stack for the usual small arities: no allocation per step.
+            let result = if step.inputs.len() <= STACK_VIEWS && step.outputs.len() <= STACK_VIEWS {
+                let mut ins = [EMPTY_VIEW; STACK_VIEWS];
+                for (slot, &v) in ins.iter_mut().zip(&step.inputs) {
+                    *slot = view(v);
+                }
+                let mut outs: [TensorViewMut; STACK_VIEWS] =
+                    std::array::from_fn(|_| empty_view_mut());
+                for (slot, &v) in outs.iter_mut().zip(&step.outputs) {
+                    *slot = out_view(v);
+                }
+                step.kernel.run(
+                    &mut ctx,
+                    &ins[..step.inputs.len()],
+                    &mut outs[..step.outputs.len()],
+                )
+            } else {
+                let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
+                let mut outs: Vec<TensorViewMut> =
+                    step.outputs.iter().map(|&v| out_view(v)).collect();
+                step.kernel.run(&mut ctx, &ins, &mut outs)
+            };
+            result.map_err(|e| e.at_node(&step.node))?;
         }
         self.outputs
             .iter()
