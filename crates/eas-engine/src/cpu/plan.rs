@@ -109,6 +109,20 @@ fn eval_with_facts(
     let builder = kernels()
         .get(op)
         .ok_or_else(|| Error::unsupported(format!("no CPU kernel for {}", op.name())))?;
+    for f in outs {
+        let bytes = f
+            .shape
+            .as_known()
+            .and_then(|d| crate::tensor::checked_volume(&d))
+            .and_then(|v| v.checked_mul(f.dtype.size()));
+        if bytes.is_none_or(|b| b > MAX_WORKING_BYTES) {
+            return Err(Error::unsupported(format!(
+                "{} output of shape {:?} is too large to evaluate",
+                op.name(),
+                f.shape
+            )));
+        }
+    }
     let kernel = builder(op, facts, outs)?;
     let mut out_tensors = outs
         .iter()
@@ -145,6 +159,11 @@ fn eval_with_facts(
     kernel.run(&mut ctx, &in_views, &mut out_views)?;
     Ok(out_tensors)
 }
+
+/// Per-run working memory (intermediates + scratch) a plan may need. A hostile model could
+/// otherwise ask for more memory than the machine has; legitimate CPU inference stays far
+/// below this.
+pub(crate) const MAX_WORKING_BYTES: usize = 16 << 30;
 
 /// Steps with at most this many inputs and outputs build their views on the stack.
 const STACK_VIEWS: usize = 8;
@@ -225,6 +244,23 @@ impl Plan {
                         n.name,
                         n.op.name(),
                         f.shape
+                    )));
+                }
+            }
+            // Bound every tensor before kernels compute strides and sizes from its shape.
+            for f in &out_facts {
+                let bytes = f
+                    .shape
+                    .as_known()
+                    .and_then(|d| crate::tensor::checked_volume(&d))
+                    .and_then(|v| v.checked_mul(f.dtype.size()));
+                if bytes.is_none_or(|b| b > MAX_WORKING_BYTES) {
+                    return Err(Error::unsupported(format!(
+                        "node {} ({}) output of shape {:?} exceeds the {} GiB working-memory limit",
+                        n.name,
+                        n.op.name(),
+                        f.shape,
+                        MAX_WORKING_BYTES >> 30
                     )));
                 }
             }
@@ -310,12 +346,25 @@ impl Plan {
         let arena_values: Vec<usize> = (0..nv).filter(|&v| def[v] != usize::MAX).collect();
         let reqs: Vec<BufferReq> = arena_values
             .iter()
-            .map(|&v| BufferReq {
-                size: crate::tensor::checked_volume(&shapes[v]).unwrap_or(0) * dtypes[v].size(),
-                start: def[v],
-                end: last[v],
+            .map(|&v| {
+                let size = crate::tensor::checked_volume(&shapes[v])
+                    .and_then(|n| n.checked_mul(dtypes[v].size()))
+                    .filter(|&b| b <= MAX_WORKING_BYTES)
+                    .ok_or_else(|| {
+                        Error::unsupported(format!(
+                            "value {:?} of shape {:?} exceeds the {} GiB working-memory limit",
+                            g.value(crate::ir::ValueId(v as u32)).name,
+                            shapes[v],
+                            MAX_WORKING_BYTES >> 30
+                        ))
+                    })?;
+                Ok(BufferReq {
+                    size,
+                    start: def[v],
+                    end: last[v],
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (offsets, arena_bytes) = memory::plan(&reqs);
         for ((&v, off), r) in arena_values.iter().zip(offsets).zip(&reqs) {
             locs[v] = Loc::Arena {
