@@ -606,6 +606,21 @@ _einsum("Einsum__transpose", "ijk->kji", (2, 3, 4))
 _einsum("Einsum__sum_one_side", "ij,jk->k", (3, 4), (4, 2))
 
 
+def _resize(name, opname, size, **attrs):
+    @case(name, opname)
+    def _(k):
+        x = k.ph("x", rnd(2, 5, 7, 3))
+        return [getattr(raw, opname)(images=x, size=c(size, np.int32), name="out", **attrs)]
+
+
+_resize("ResizeBilinear__half_pixel", "ResizeBilinear", [8, 11], half_pixel_centers=True)
+_resize("ResizeBilinear__align_corners", "ResizeBilinear", [9, 4], align_corners=True)
+_resize("ResizeBilinear__legacy_down", "ResizeBilinear", [3, 4])
+_resize("ResizeNearestNeighbor__half_pixel", "ResizeNearestNeighbor", [10, 14], half_pixel_centers=True)
+_resize("ResizeNearestNeighbor__align_corners", "ResizeNearestNeighbor", [9, 5], align_corners=True)
+_resize("ResizeNearestNeighbor__legacy", "ResizeNearestNeighbor", [3, 9])
+
+
 # --- whole Keras layers, frozen (graphs shaped like real exports) -----------------------------
 SPECIAL = []  # (name, op, expect, extra, builder -> (graph_def, feeds, fetch names, outputs))
 

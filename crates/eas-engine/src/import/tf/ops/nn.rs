@@ -494,7 +494,28 @@ fn einsum(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     Ok(vec![transpose(imp, name, c, &perm_to(&have, &out))?])
 }
 
+/// ResizeBilinear / ResizeNearestNeighbor(images, size) with a constant size.
+fn resize(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let size = konst_i64(imp, ctx, 1, "size")?;
+    let [h, w] = size.as_slice() else {
+        return Err(Error::invalid(format!(
+            "size {size:?} is not [height, width]"
+        )));
+    };
+    let dim = |d: i64| usize::try_from(d).map_err(|_| Error::invalid(format!("size {size:?}")));
+    let op = crate::ops::tf_array::TfResize {
+        bilinear: ctx.node.op == "ResizeBilinear",
+        align_corners: ctx.attr_b_or("align_corners", false)?,
+        half_pixel_centers: ctx.attr_b_or("half_pixel_centers", false)?,
+        height: dim(*h)?,
+        width: dim(*w)?,
+    };
+    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
+}
+
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
+    reg(r, &["ResizeBilinear", "ResizeNearestNeighbor"], resize);
     reg(r, &["Einsum"], einsum);
     reg(
         r,
