@@ -621,6 +621,24 @@ _resize("ResizeNearestNeighbor__align_corners", "ResizeNearestNeighbor", [9, 5],
 _resize("ResizeNearestNeighbor__legacy", "ResizeNearestNeighbor", [3, 9])
 
 
+def _deconv(name, out_shape, w_shape, strides, padding):
+    @case(name, "Conv2DBackpropInput")
+    def _(k):
+        dy_shape = [out_shape[0], -(-out_shape[1] // strides[1]) if padding == "SAME" else
+                    (out_shape[1] - w_shape[0]) // strides[1] + 1,
+                    -(-out_shape[2] // strides[2]) if padding == "SAME" else
+                    (out_shape[2] - w_shape[1]) // strides[2] + 1, w_shape[3]]
+        dy = k.ph("dy", rnd(*dy_shape))
+        return [raw.Conv2DBackpropInput(input_sizes=c(out_shape, np.int32), filter=c(rnd(*w_shape)),
+                                        out_backprop=dy, strides=strides, padding=padding,
+                                        name="out")]
+
+
+_deconv("Conv2DBackpropInput__same_s2", [1, 8, 7, 3], [3, 3, 3, 4], [1, 2, 2, 1], "SAME")
+_deconv("Conv2DBackpropInput__valid_s1", [2, 6, 6, 2], [3, 2, 2, 5], [1, 1, 1, 1], "VALID")
+_deconv("Conv2DBackpropInput__same_s1", [1, 5, 5, 2], [3, 3, 2, 3], [1, 1, 1, 1], "SAME")
+
+
 # --- whole Keras layers, frozen (graphs shaped like real exports) -----------------------------
 SPECIAL = []  # (name, op, expect, extra, builder -> (graph_def, feeds, fetch names, outputs))
 

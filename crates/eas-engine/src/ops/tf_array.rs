@@ -525,7 +525,68 @@ impl Op for TfResize {
     crate::op_common!();
 }
 
+// ---- Conv2DBackpropInput ------------------------------------------------------------------
+
+/// TF `Conv2DBackpropInput` (the transposed convolution of Keras `Conv2DTranspose`) in NHWC:
+/// inputs `dy` [N, H', W', Co] and filters [kh, kw, Ci, Co]; output [N, height, width, Ci],
+/// the gradient of a forward Conv2D with these strides, dilations and top/left padding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TfConvTranspose {
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// Forward convolution's top and left padding.
+    pub pad: [usize; 2],
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Op for TfConvTranspose {
+    fn name(&self) -> &'static str {
+        "TfConvTranspose"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        expect_inputs(self.name(), inputs, 2, 2)?;
+        let (dy, w) = (inputs[0], inputs[1]);
+        if dy.rank() != 4 || w.rank() != 4 || dy.dtype != DType::F32 || w.dtype != DType::F32 {
+            return Err(Error::shape(
+                "Conv2DBackpropInput",
+                format!(
+                    "needs f32 [N,H,W,C] and [kh,kw,ci,co], got {:?} {:?}",
+                    dy.shape, w.shape
+                ),
+            ));
+        }
+        let (co, wco) = (dy.shape.dims()[3].known(), w.shape.dims()[3].known());
+        if let (Some(a), Some(b)) = (co, wco)
+            && a != b
+        {
+            return Err(Error::shape(
+                "Conv2DBackpropInput",
+                format!("{a} gradient channels for filters of {b}"),
+            ));
+        }
+        if self.strides.contains(&0) || self.dilations.contains(&0) {
+            return Err(Error::shape(
+                "Conv2DBackpropInput",
+                "zero stride or dilation",
+            ));
+        }
+        let d = dy.shape.dims();
+        Ok(vec![Fact::new(
+            DType::F32,
+            Shape(vec![
+                d[0].clone(),
+                Dim::Known(self.height),
+                Dim::Known(self.width),
+                w.shape.dims()[2].clone(),
+            ]),
+        )])
+    }
+    crate::op_common!();
+}
+
 pub(crate) fn register(r: &mut OpRegistry) {
+    r.insert("TfConvTranspose", de::<TfConvTranspose>);
     r.insert("TfResize", de::<TfResize>);
     r.insert("TfStridedSlice", de::<TfStridedSlice>);
     r.insert("TfOneHot", de::<TfOneHot>);

@@ -7,7 +7,8 @@ use crate::dtype::{DType, Datum, Num};
 use crate::ir::Fact;
 use crate::ops::Op;
 use crate::ops::tf_array::{
-    Resolved, TfArgMax, TfCumsum, TfOneHot, TfResize, TfSelect, TfStridedSlice, resolve_strided,
+    Resolved, TfArgMax, TfConvTranspose, TfCumsum, TfOneHot, TfResize, TfSelect, TfStridedSlice,
+    resolve_strided,
 };
 use crate::{Error, Result};
 
@@ -445,7 +446,75 @@ fn build_resize(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kern
     }))
 }
 
+// ---- Conv2DBackpropInput ------------------------------------------------------------------
+
+#[derive(Debug)]
+struct ConvTransposeK {
+    op: TfConvTranspose,
+    dy: [usize; 4],
+    w: [usize; 4],
+}
+
+impl Kernel for ConvTransposeK {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let (dy, w) = (inputs[0].as_slice::<f32>()?, inputs[1].as_slice::<f32>()?);
+        let o = outputs[0].as_slice_mut::<f32>()?;
+        o.fill(0.0);
+        let [n, oh, ow, co] = self.dy;
+        let [kh, kw, ci, _] = self.w;
+        let (h, wd) = (self.op.height as i64, self.op.width as i64);
+        let (s, d, p) = (self.op.strides, self.op.dilations, self.op.pad);
+        for b in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let g = &dy[((b * oh + oy) * ow + ox) * co..][..co];
+                    for ky in 0..kh {
+                        let y = (oy * s[0] + ky * d[0]) as i64 - p[0] as i64;
+                        if y < 0 || y >= h {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let x = (ox * s[1] + kx * d[1]) as i64 - p[1] as i64;
+                            if x < 0 || x >= wd {
+                                continue;
+                            }
+                            let out = &mut o
+                                [((b * h as usize + y as usize) * wd as usize + x as usize) * ci..]
+                                [..ci];
+                            let wk = &w[(ky * kw + kx) * ci * co..][..ci * co];
+                            for (c, acc) in out.iter_mut().enumerate() {
+                                let row = &wk[c * co..][..co];
+                                *acc += row.iter().zip(g).map(|(a, b)| a * b).sum::<f32>();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_conv_transpose(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let op = op_as::<TfConvTranspose>(op)?;
+    let four = |v: Vec<usize>| -> Result<[usize; 4]> {
+        <[usize; 4]>::try_from(v)
+            .map_err(|_| Error::shape("Conv2DBackpropInput", "needs 4-D operands"))
+    };
+    Ok(Box::new(ConvTransposeK {
+        op: op.clone(),
+        dy: four(concrete(&inputs[0])?)?,
+        w: four(concrete(&inputs[1])?)?,
+    }))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<TfConvTranspose>(build_conv_transpose);
     r.insert::<TfResize>(build_resize);
     r.insert::<TfStridedSlice>(build_strided);
     r.insert::<TfOneHot>(build_onehot);

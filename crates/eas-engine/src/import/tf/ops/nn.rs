@@ -514,7 +514,78 @@ fn resize(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
 }
 
+/// Conv2DBackpropInput(input_sizes, filter, out_backprop) in NHWC. `input_sizes` may be
+/// computed in the graph (Keras packs the run-time batch); its height and width must be known.
+fn conv2d_backprop_input(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(3)?;
+    if is_nchw(ctx)? {
+        return Err(Error::unsupported("Conv2DBackpropInput in NCHW"));
+    }
+    let sizes = imp.fact(ctx.input(0)?);
+    let hw: Option<Vec<usize>> = match (&sizes.konst, &sizes.dims) {
+        (Some(t), _) => t
+            .to_i64_vec()
+            .iter()
+            .map(|&v| usize::try_from(v).ok())
+            .collect(),
+        (None, Some(d)) => d
+            .iter()
+            .map(|d| d.known())
+            .collect::<Vec<_>>()
+            .get(1..3)
+            .map(|v| v.to_vec())
+            .and_then(|v| v.into_iter().collect()),
+        _ => None,
+    }
+    .map(|v: Vec<usize>| if v.len() == 4 { v[1..3].to_vec() } else { v });
+    let Some([h, w]) = hw.as_deref().and_then(|v| <[usize; 2]>::try_from(v).ok()) else {
+        return Err(Error::unsupported(
+            "Conv2DBackpropInput whose output height/width is not known at import",
+        ));
+    };
+    let strides = spatial(ctx, "strides", false, 1)?;
+    let dilations = spatial(ctx, "dilations", false, 1)?;
+    let filt: Option<Vec<usize>> = imp
+        .fact(ctx.input(1)?)
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.known())
+        .collect();
+    let Some([kh, kw, _, _]) = filt.as_deref().and_then(|v| <[usize; 4]>::try_from(v).ok()) else {
+        return Err(Error::unsupported(
+            "Conv2DBackpropInput with filters of unknown shape",
+        ));
+    };
+    let same = |size: usize, k: usize, s: usize, d: usize| {
+        let out = size.div_ceil(s);
+        ((out.saturating_sub(1)) * s + (k - 1) * d + 1).saturating_sub(size) / 2
+    };
+    let pad = match padding(ctx, false)? {
+        Padding::Valid => [0, 0],
+        Padding::SameUpper => [
+            same(h, kh, strides[0], dilations[0]),
+            same(w, kw, strides[1], dilations[1]),
+        ],
+        Padding::Explicit(p) => [p[0], p[1]],
+        Padding::SameLower => return Err(Error::unsupported("padding")),
+    };
+    let op = crate::ops::tf_array::TfConvTranspose {
+        strides: [strides[0], strides[1]],
+        dilations: [dilations[0], dilations[1]],
+        pad,
+        height: h,
+        width: w,
+    };
+    Ok(vec![imp.node1(
+        ctx.name(),
+        op,
+        &[ctx.input(2)?, ctx.input(1)?],
+    )?])
+}
+
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
+    reg(r, &["Conv2DBackpropInput"], conv2d_backprop_input);
     reg(r, &["ResizeBilinear", "ResizeNearestNeighbor"], resize);
     reg(r, &["Einsum"], einsum);
     reg(
