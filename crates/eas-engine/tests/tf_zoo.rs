@@ -53,6 +53,25 @@ fn check_model(dir: &Path) -> Result<String, String> {
             }
         }
     }
+    // After the o1 passes the results hold (first sample).
+    let s0 = &m["samples"][0];
+    let mut g = import(&pb, &ins, &outs).map_err(|e| e.to_string())?.graph;
+    eas_engine::passes::optimize(&mut g, &eas_engine::passes::default_o1())
+        .map_err(|e| format!("o1: {e}"))?;
+    let feeds = ins
+        .iter()
+        .map(|n| read_npy(&dir.join(s0["inputs"][n].as_str().unwrap())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let got = eas_engine::cpu::CpuModel::new(g, eas_engine::cpu::CpuOptions { threads: Some(1) })
+        .and_then(|m| m.run(&feeds))
+        .map_err(|e| format!("optimized: {e}"))?;
+    for (o, g) in outs.iter().zip(&got) {
+        let want = read_npy(&dir.join(s0["tf"][o].as_str().unwrap()))?;
+        let e = rel_to_magnitude(g, &want).map_err(|e| format!("optimized {o}: {e}"))?;
+        if e > 1e-4 {
+            return Err(format!("optimized {o}: error {e:.2e} of magnitude"));
+        }
+    }
     // The engine's own ONNX import of the tf2onnx conversion agrees with its GraphDef import.
     let mut worst_onnx = None;
     if let Some(f) = m["files"]["onnx"].as_str() {
