@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 pub mod array;
 pub mod binary;
+pub mod index;
 pub mod unary;
 
 pub use array::Identity;
@@ -127,6 +128,7 @@ pub fn registry() -> &'static OpRegistry {
         let mut r = OpRegistry::default();
         array::register(&mut r);
         binary::register(&mut r);
+        index::register(&mut r);
         unary::register(&mut r);
         r
     })

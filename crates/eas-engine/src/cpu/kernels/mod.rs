@@ -4,11 +4,13 @@ use super::registry::KernelRegistry;
 
 pub mod array;
 pub mod binary;
+pub mod index;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
+    index::register(r);
     unary::register(r);
 }
 
