@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 pub mod array;
 pub mod binary;
 pub mod index;
+pub mod resize;
 pub mod unary;
 
 pub use array::Identity;
@@ -129,6 +130,7 @@ pub fn registry() -> &'static OpRegistry {
         array::register(&mut r);
         binary::register(&mut r);
         index::register(&mut r);
+        resize::register(&mut r);
         unary::register(&mut r);
         r
     })

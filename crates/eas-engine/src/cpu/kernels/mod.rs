@@ -5,12 +5,14 @@ use super::registry::KernelRegistry;
 pub mod array;
 pub mod binary;
 pub mod index;
+pub mod resize;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
     index::register(r);
+    resize::register(r);
     unary::register(r);
 }
 
