@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 pub mod array;
 pub mod binary;
+pub mod deconv;
 pub mod index;
 pub mod resize;
 pub mod unary;
@@ -129,6 +130,7 @@ pub fn registry() -> &'static OpRegistry {
         let mut r = OpRegistry::default();
         array::register(&mut r);
         binary::register(&mut r);
+        deconv::register(&mut r);
         index::register(&mut r);
         resize::register(&mut r);
         unary::register(&mut r);

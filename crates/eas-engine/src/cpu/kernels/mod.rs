@@ -4,6 +4,7 @@ use super::registry::KernelRegistry;
 
 pub mod array;
 pub mod binary;
+pub mod deconv;
 pub mod index;
 pub mod resize;
 pub mod unary;
@@ -11,6 +12,7 @@ pub mod unary;
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
+    deconv::register(r);
     index::register(r);
     resize::register(r);
     unary::register(r);
