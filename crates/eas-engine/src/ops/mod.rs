@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 pub mod array;
 pub mod binary;
 pub mod deconv;
+pub mod einsum;
 pub mod index;
 pub mod resize;
 pub mod unary;
@@ -131,6 +132,7 @@ pub fn registry() -> &'static OpRegistry {
         array::register(&mut r);
         binary::register(&mut r);
         deconv::register(&mut r);
+        einsum::register(&mut r);
         index::register(&mut r);
         resize::register(&mut r);
         unary::register(&mut r);

@@ -5,6 +5,7 @@ use super::registry::KernelRegistry;
 pub mod array;
 pub mod binary;
 pub mod deconv;
+pub mod einsum;
 pub mod index;
 pub mod resize;
 pub mod unary;
@@ -13,6 +14,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
     deconv::register(r);
+    einsum::register(r);
     index::register(r);
     resize::register(r);
     unary::register(r);
