@@ -6,7 +6,7 @@ pub mod ids;
 pub mod patch;
 pub mod verify;
 
-pub use fact::{Dim, Fact, Shape, Symbol, broadcast_shapes};
+pub use fact::{Dim, Fact, MAX_DIMS_VALUE, Shape, Symbol, broadcast_shapes};
 pub use graph::{Graph, Node, Output, Value};
 pub use ids::{NodeId, ValueId};
 pub use patch::{PValue, Patch};

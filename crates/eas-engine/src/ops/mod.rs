@@ -10,14 +10,25 @@ use std::sync::OnceLock;
 
 pub mod array;
 pub mod binary;
+pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
 pub mod resize;
 pub mod unary;
 
-pub use array::Identity;
+pub use array::{
+    Cast, Concat, ConstantOfShape, Expand, Flatten, Gather, GatherElements, Identity, Pad, PadMode,
+    Range, Reshape, ShapeOf, Slice, Split, SplitSizes, Squeeze, Tile, Transpose, Unsqueeze, Where,
+};
 pub use binary::{BinOp, Binary};
+pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
+pub use matmul::{Gemm, MatMul};
+pub use norm::{BatchNorm, LayerNorm, Softmax};
+pub use reduce::{ArgReduce, Reduce, ReduceOp};
 pub use unary::{Unary, UnaryOp};
 
 /// An operation. Implementations are plain data; `op_common!()` writes the boilerplate.
@@ -131,9 +142,13 @@ pub fn registry() -> &'static OpRegistry {
         let mut r = OpRegistry::default();
         array::register(&mut r);
         binary::register(&mut r);
+        conv::register(&mut r);
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        matmul::register(&mut r);
+        norm::register(&mut r);
+        reduce::register(&mut r);
         resize::register(&mut r);
         unary::register(&mut r);
         r
@@ -159,7 +174,6 @@ pub(crate) fn expect_inputs(op: &str, inputs: &[&Fact], min: usize, max: usize) 
 }
 
 /// Normalizes a possibly negative axis for a given rank.
-#[allow(dead_code)]
 pub(crate) fn norm_axis(op: &str, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };

@@ -4,18 +4,26 @@ use super::registry::KernelRegistry;
 
 pub mod array;
 pub mod binary;
+pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
 pub mod resize;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
+    conv::register(r);
     deconv::register(r);
     einsum::register(r);
     index::register(r);
+    matmul::register(r);
+    norm::register(r);
+    reduce::register(r);
     resize::register(r);
     unary::register(r);
 }

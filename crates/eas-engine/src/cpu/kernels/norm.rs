@@ -1,0 +1,366 @@
+//! Normalization and softmax kernels: rows are contiguous when the normalized axis is the
+//! last one (the transformer case), which gets a dedicated loop.
+
+use super::PAR_MIN_ELEMS;
+use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
+use crate::cpu::registry::KernelRegistry;
+use crate::dtype::{DType, Datum, Float};
+use crate::ir::Fact;
+use crate::ops::{BatchNorm, LayerNorm, Op, Softmax, norm_axis};
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+#[derive(Debug)]
+struct BatchNormKernel {
+    dtype: DType,
+    channels: usize,
+    inner: usize,
+    epsilon: f32,
+}
+
+fn batch_norm_t<T: Float>(k: &BatchNormKernel, inputs: &[TensorView], out: &mut [T]) -> Result<()> {
+    let x = inputs[0].as_slice::<T>()?;
+    let p: Vec<&[T]> = inputs[1..5]
+        .iter()
+        .map(|v| v.as_slice::<T>())
+        .collect::<Result<_>>()?;
+    if p.iter().any(|s| s.len() != k.channels) {
+        return Err(Error::shape(
+            "BatchNormalization",
+            "parameter length differs from the channel count",
+        ));
+    }
+    let (scale, bias, mean, var) = (p[0], p[1], p[2], p[3]);
+    let inner = k.inner.max(1);
+    for (i, (o, xi)) in out.chunks_mut(inner).zip(x.chunks(inner)).enumerate() {
+        let c = i % k.channels;
+        let a = Datum::to_f64(scale[c]) / (Datum::to_f64(var[c]) + k.epsilon as f64).sqrt();
+        let b = Datum::to_f64(bias[c]) - Datum::to_f64(mean[c]) * a;
+        let (a, b) = (<T as Datum>::from_f64(a), <T as Datum>::from_f64(b));
+        for (o, &v) in o.iter_mut().zip(xi) {
+            *o = v * a + b;
+        }
+    }
+    Ok(())
+}
+
+impl Kernel for BatchNormKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        crate::dispatch_float!(self.dtype, T => batch_norm_t::<T>(self, inputs, outputs[0].as_slice_mut()?),
+            else => Err(Error::dtype("BatchNormalization", format!("{}", self.dtype))))
+    }
+}
+
+fn batch_norm(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let b = op_as::<BatchNorm>(op)?;
+    let x = concrete(&inputs[0])?;
+    Ok(Box::new(BatchNormKernel {
+        dtype: inputs[0].dtype,
+        channels: x[1],
+        inner: x[2..].iter().product(),
+        epsilon: b.epsilon,
+    }))
+}
+
+#[derive(Debug)]
+struct LayerNormKernel {
+    dtype: DType,
+    inner: usize,
+    epsilon: f32,
+}
+
+fn layer_norm_t<T: Float + Send + Sync>(
+    k: &LayerNormKernel,
+    inputs: &[TensorView],
+    out: &mut [T],
+) -> Result<()> {
+    let x = inputs[0].as_slice::<T>()?;
+    let scale = inputs[1].as_slice::<T>()?;
+    let bias = match inputs.get(2) {
+        Some(b) => Some(b.as_slice::<T>()?),
+        None => None,
+    };
+    let n = k.inner;
+    if n == 0 {
+        return Ok(());
+    }
+    let ok = |s: &[T]| s.len() == n || s.len() == 1;
+    if !ok(scale) || bias.is_some_and(|b| !ok(b)) {
+        return Err(Error::unsupported(
+            "LayerNormalization scale/bias not of the normalized size",
+        ));
+    }
+    let eps = k.epsilon as f64;
+    let row = |o: &mut [T], xr: &[T]| {
+        let mean = xr.iter().fold(0f64, |a, &v| a + Datum::to_f64(v)) / n as f64;
+        let var = xr.iter().fold(0f64, |a, &v| {
+            let d = Datum::to_f64(v) - mean;
+            a + d * d
+        }) / n as f64;
+        let inv = <T as Datum>::from_f64(1.0 / (var + eps).sqrt());
+        let m = <T as Datum>::from_f64(mean);
+        for (j, (o, &v)) in o.iter_mut().zip(xr).enumerate() {
+            let s = scale[if scale.len() == 1 { 0 } else { j }];
+            let b = bias.map_or(T::ZERO, |b| b[if b.len() == 1 { 0 } else { j }]);
+            *o = (v - m) * inv * s + b;
+        }
+    };
+    if out.len() >= PAR_MIN_ELEMS {
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(o, xr)| row(o, xr));
+    } else {
+        for (o, xr) in out.chunks_mut(n).zip(x.chunks(n)) {
+            row(o, xr);
+        }
+    }
+    Ok(())
+}
+
+impl Kernel for LayerNormKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        crate::dispatch_float!(self.dtype, T => layer_norm_t::<T>(self, inputs, outputs[0].as_slice_mut()?),
+            else => Err(Error::dtype("LayerNormalization", format!("{}", self.dtype))))
+    }
+}
+
+fn layer_norm(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let l = op_as::<LayerNorm>(op)?;
+    let x = concrete(&inputs[0])?;
+    let a = norm_axis("LayerNormalization", l.axis, x.len())?;
+    Ok(Box::new(LayerNormKernel {
+        dtype: inputs[0].dtype,
+        inner: x[a..].iter().product(),
+        epsilon: l.epsilon,
+    }))
+}
+
+#[derive(Debug)]
+struct SoftmaxKernel {
+    dtype: DType,
+    log: bool,
+    axis_len: usize,
+    inner: usize,
+}
+
+fn softmax_t<T: Float + Send + Sync>(k: &SoftmaxKernel, x: &[T], out: &mut [T]) {
+    let (n, inner) = (k.axis_len, k.inner);
+    if n == 0 || inner == 0 {
+        return;
+    }
+    let block = n * inner;
+    let run_block = |o: &mut [T], xb: &[T]| {
+        for j in 0..inner {
+            let at = |i: usize| i * inner + j;
+            let mut mx = T::neg_infinity();
+            for i in 0..n {
+                let v = xb[at(i)];
+                if v > mx {
+                    mx = v;
+                }
+            }
+            if mx == T::neg_infinity() {
+                mx = T::ZERO;
+            }
+            let mut sum = T::ZERO;
+            for i in 0..n {
+                let e = (xb[at(i)] - mx).exp();
+                o[at(i)] = e;
+                sum = sum + e;
+            }
+            if k.log {
+                let ls = sum.ln();
+                for i in 0..n {
+                    o[at(i)] = xb[at(i)] - mx - ls;
+                }
+            } else {
+                let inv = T::ONE / sum;
+                for i in 0..n {
+                    o[at(i)] = o[at(i)] * inv;
+                }
+            }
+        }
+    };
+    if out.len() >= PAR_MIN_ELEMS {
+        out.par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .for_each(|(o, xb)| run_block(o, xb));
+    } else {
+        for (o, xb) in out.chunks_mut(block).zip(x.chunks(block)) {
+            run_block(o, xb);
+        }
+    }
+}
+
+impl Kernel for SoftmaxKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        crate::dispatch_float!(self.dtype, T => {
+            softmax_t::<T>(self, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
+            Ok(())
+        }, else => Err(Error::dtype("Softmax", format!("{}", self.dtype))))
+    }
+}
+
+fn softmax(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let s = op_as::<Softmax>(op)?;
+    let x = concrete(&inputs[0])?;
+    let a = norm_axis(s.name(), s.axis, x.len())?;
+    let (axis_len, inner) = if s.coerce_2d {
+        (x[a..].iter().product(), 1)
+    } else {
+        (x[a], x[a + 1..].iter().product())
+    };
+    Ok(Box::new(SoftmaxKernel {
+        dtype: inputs[0].dtype,
+        log: s.log,
+        axis_len,
+        inner,
+    }))
+}
+
+pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<BatchNorm>(batch_norm);
+    r.insert::<LayerNorm>(layer_norm);
+    r.insert::<Softmax>(softmax);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::eval_op;
+    use crate::tensor::{Tensor, assert_close};
+
+    fn t(shape: &[usize], v: Vec<f32>) -> Tensor {
+        Tensor::from_vec(shape, v).unwrap()
+    }
+
+    #[test]
+    fn softmax_and_log_softmax() {
+        let x = t(&[2, 3], vec![1., 2., 3., 0., 0., 0.]);
+        let e = |v: f32| v.exp();
+        let s = e(1.) + e(2.) + e(3.);
+        let y = &eval_op(
+            &Softmax {
+                axis: -1,
+                log: false,
+                coerce_2d: false,
+            },
+            std::slice::from_ref(&x),
+        )
+        .unwrap()[0];
+        assert_close(
+            y,
+            &t(
+                &[2, 3],
+                vec![e(1.) / s, e(2.) / s, e(3.) / s, 1. / 3., 1. / 3., 1. / 3.],
+            ),
+            1e-6,
+        );
+        let y = &eval_op(
+            &Softmax {
+                axis: 1,
+                log: true,
+                coerce_2d: false,
+            },
+            std::slice::from_ref(&x),
+        )
+        .unwrap()[0];
+        assert_close(
+            y,
+            &t(
+                &[2, 3],
+                vec![
+                    1. - s.ln(),
+                    2. - s.ln(),
+                    3. - s.ln(),
+                    -(3f32.ln()),
+                    -(3f32.ln()),
+                    -(3f32.ln()),
+                ],
+            ),
+            1e-6,
+        );
+        // axis 0 (strided)
+        let y = &eval_op(
+            &Softmax {
+                axis: 0,
+                log: false,
+                coerce_2d: false,
+            },
+            std::slice::from_ref(&x),
+        )
+        .unwrap()[0];
+        let c = |a: f32| e(a) / (e(a) + 1.);
+        assert_close(
+            y,
+            &t(
+                &[2, 3],
+                vec![c(1.), c(2.), c(3.), 1. - c(1.), 1. - c(2.), 1. - c(3.)],
+            ),
+            1e-6,
+        );
+        // opset < 13: flatten from axis 0
+        let y = &eval_op(
+            &Softmax {
+                axis: 0,
+                log: false,
+                coerce_2d: true,
+            },
+            &[x],
+        )
+        .unwrap()[0];
+        let tot = s + 3.;
+        assert_close(
+            y,
+            &t(
+                &[2, 3],
+                vec![
+                    e(1.) / tot,
+                    e(2.) / tot,
+                    e(3.) / tot,
+                    1. / tot,
+                    1. / tot,
+                    1. / tot,
+                ],
+            ),
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn layer_norm_and_batch_norm() {
+        let x = t(&[2, 2], vec![1., 3., -1., 1.]);
+        let y = &eval_op(
+            &LayerNorm {
+                axis: -1,
+                epsilon: 0.0,
+            },
+            &[x.clone(), t(&[2], vec![2., 1.]), t(&[2], vec![0., 10.])],
+        )
+        .unwrap()[0];
+        assert_close(y, &t(&[2, 2], vec![-2., 11., -2., 11.]), 1e-6);
+        let x = t(&[1, 2, 2], vec![1., 2., 3., 4.]);
+        let p = |a: f32, b: f32| t(&[2], vec![a, b]);
+        let y = &eval_op(
+            &BatchNorm { epsilon: 0.0 },
+            &[x, p(2., 1.), p(1., 0.), p(1., 3.), p(4., 1.)],
+        )
+        .unwrap()[0];
+        assert_close(y, &t(&[1, 2, 2], vec![1., 2., 0., 1.]), 1e-6);
+    }
+}

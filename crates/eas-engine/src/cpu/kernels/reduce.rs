@@ -1,0 +1,297 @@
+//! Reductions. Reduced axes that form one contiguous block run as outer x reduced x inner;
+//! any other set is first permuted (into scratch) so the reduced axes are last.
+
+use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
+use crate::cpu::kernels::array::{StridedCopy, contiguous_strides};
+use crate::cpu::registry::KernelRegistry;
+use crate::dtype::{DType, Num};
+use crate::ir::Fact;
+use crate::ops::{ArgReduce, Op, Reduce, ReduceOp, norm_axis};
+use crate::{Error, Result};
+
+#[derive(Debug)]
+struct ReduceKernel {
+    op: ReduceOp,
+    dtype: DType,
+    outer: usize,
+    red: usize,
+    inner: usize,
+    permute: Option<StridedCopy>,
+}
+
+fn reduce_t<T: Num>(op: ReduceOp, x: &[T], out: &mut [T], outer: usize, red: usize, inner: usize) {
+    for o in 0..outer {
+        for j in 0..inner {
+            let at = |i: usize| x[(o * red + i) * inner + j];
+            let v = match op {
+                ReduceOp::Max | ReduceOp::Min => {
+                    let mut acc = if op == ReduceOp::Max {
+                        T::lowest()
+                    } else {
+                        T::highest()
+                    };
+                    for i in 0..red {
+                        acc = if op == ReduceOp::Max {
+                            acc.maximum(at(i))
+                        } else {
+                            acc.minimum(at(i))
+                        };
+                    }
+                    acc
+                }
+                ReduceOp::Prod => (0..red).fold(T::ONE, |a, i| a.mul(at(i))),
+                _ if !T::DTYPE.is_float() && matches!(op, ReduceOp::Sum) => {
+                    (0..red).fold(T::ZERO, |a, i| a.add(at(i)))
+                }
+                _ => {
+                    // Float-style reductions accumulate in f64.
+                    let f = |i: usize| at(i).to_f64();
+                    let r = match op {
+                        ReduceOp::Sum => (0..red).map(f).sum::<f64>(),
+                        ReduceOp::Mean => (0..red).map(f).sum::<f64>() / red as f64,
+                        ReduceOp::SumSquare => (0..red).map(|i| f(i) * f(i)).sum(),
+                        ReduceOp::L1 => (0..red).map(|i| f(i).abs()).sum(),
+                        ReduceOp::L2 => (0..red).map(|i| f(i) * f(i)).sum::<f64>().sqrt(),
+                        ReduceOp::LogSum => (0..red).map(f).sum::<f64>().ln(),
+                        ReduceOp::LogSumExp => {
+                            let m = (0..red).map(f).fold(f64::NEG_INFINITY, f64::max);
+                            let m = if m.is_finite() { m } else { 0.0 };
+                            m + (0..red).map(|i| (f(i) - m).exp()).sum::<f64>().ln()
+                        }
+                        _ => unreachable!(),
+                    };
+                    T::from_f64(r)
+                }
+            };
+            out[o * inner + j] = v;
+        }
+    }
+}
+
+impl Kernel for ReduceKernel {
+    fn scratch_bytes(&self) -> usize {
+        if self.permute.is_some() {
+            self.outer * self.red * self.inner * self.dtype.size()
+        } else {
+            0
+        }
+    }
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let n = self.outer * self.red * self.inner * self.dtype.size();
+        let src: &[u8] = match &self.permute {
+            Some(p) => {
+                let buf = &mut ctx.scratch[..n];
+                p.run_bytes(self.dtype, inputs[0].bytes, buf);
+                buf
+            }
+            None => inputs[0].bytes,
+        };
+        crate::dispatch_numeric!(self.dtype, T => {
+            reduce_t::<T>(self.op, crate::tensor::bytes_as::<T>(src), outputs[0].as_slice_mut::<T>()?, self.outer, self.red, self.inner);
+            Ok(())
+        }, else => Err(Error::dtype(self.op.name(), "bool")))
+    }
+}
+
+fn reduce(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let r = op_as::<Reduce>(op)?;
+    let x = concrete(&inputs[0])?;
+    let axes = r.resolved_axes(x.len())?;
+    let dtype = inputs[0].dtype;
+    let contiguous = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    if axes.is_empty() {
+        // noop_with_empty_axes: identity.
+        return Ok(Box::new(ReduceKernel {
+            op: ReduceOp::Sum,
+            dtype,
+            outer: x.iter().product(),
+            red: 1,
+            inner: 1,
+            permute: None,
+        }));
+    }
+    if contiguous {
+        let (a, b) = (axes[0], axes[axes.len() - 1] + 1);
+        return Ok(Box::new(ReduceKernel {
+            op: r.op,
+            dtype,
+            outer: x[..a].iter().product(),
+            red: x[a..b].iter().product(),
+            inner: x[b..].iter().product(),
+            permute: None,
+        }));
+    }
+    let kept: Vec<usize> = (0..x.len()).filter(|i| !axes.contains(i)).collect();
+    let perm: Vec<usize> = kept.iter().chain(&axes).copied().collect();
+    let cs = contiguous_strides(&x);
+    let shape: Vec<usize> = perm.iter().map(|&p| x[p]).collect();
+    let strides: Vec<isize> = perm.iter().map(|&p| cs[p]).collect();
+    Ok(Box::new(ReduceKernel {
+        op: r.op,
+        dtype,
+        outer: kept.iter().map(|&i| x[i]).product(),
+        red: axes.iter().map(|&i| x[i]).product(),
+        inner: 1,
+        permute: Some(StridedCopy::new(0, &shape, &strides)),
+    }))
+}
+
+#[derive(Debug)]
+struct ArgKernel {
+    dtype: DType,
+    max: bool,
+    last: bool,
+    outer: usize,
+    red: usize,
+    inner: usize,
+}
+
+fn arg_t<T: Num>(k: &ArgKernel, x: &[T], out: &mut [i64]) {
+    for o in 0..k.outer {
+        for j in 0..k.inner {
+            let mut best = 0usize;
+            for i in 1..k.red {
+                let (v, b) = (
+                    x[(o * k.red + i) * k.inner + j],
+                    x[(o * k.red + best) * k.inner + j],
+                );
+                let better = if k.max {
+                    v > b || (k.last && v == b)
+                } else {
+                    v < b || (k.last && v == b)
+                };
+                if better {
+                    best = i;
+                }
+            }
+            out[o * k.inner + j] = best as i64;
+        }
+    }
+}
+
+impl Kernel for ArgKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        if self.red == 0 {
+            return Err(Error::shape("ArgMax", "empty axis"));
+        }
+        crate::dispatch_numeric!(self.dtype, T => {
+            arg_t::<T>(self, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
+            Ok(())
+        }, else => Err(Error::dtype("ArgMax", "bool")))
+    }
+}
+
+fn arg_reduce(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let r = op_as::<ArgReduce>(op)?;
+    let x = concrete(&inputs[0])?;
+    let a = norm_axis(r.name(), r.axis, x.len())?;
+    Ok(Box::new(ArgKernel {
+        dtype: inputs[0].dtype,
+        max: r.max,
+        last: r.select_last_index,
+        outer: x[..a].iter().product(),
+        red: x[a],
+        inner: x[a + 1..].iter().product(),
+    }))
+}
+
+pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<Reduce>(reduce);
+    r.insert::<ArgReduce>(arg_reduce);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::eval_op;
+    use crate::tensor::Tensor;
+
+    fn x() -> Tensor {
+        Tensor::from_vec(&[2, 3, 2], (0..12).map(|v| v as f32).collect()).unwrap()
+    }
+    fn red(op: ReduceOp, axes: Vec<i64>, keepdims: bool) -> Tensor {
+        eval_op(
+            &Reduce {
+                op,
+                axes,
+                keepdims,
+                noop_with_empty_axes: false,
+            },
+            &[x()],
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    #[test]
+    fn reductions_on_hand_cases() {
+        let s = red(ReduceOp::Sum, vec![1], false);
+        assert_eq!(
+            (s.shape(), s.to_f64_vec()),
+            (&[2usize, 2][..], vec![6., 9., 24., 27.])
+        );
+        let m = red(ReduceOp::Mean, vec![-1], true);
+        assert_eq!(
+            (m.shape(), m.to_f64_vec()),
+            (&[2usize, 3, 1][..], vec![0.5, 2.5, 4.5, 6.5, 8.5, 10.5])
+        );
+        let mx = red(ReduceOp::Max, vec![0, 2], false); // non-contiguous axes
+        assert_eq!(mx.to_f64_vec(), vec![7., 9., 11.]);
+        let mn = red(ReduceOp::Min, vec![], false);
+        assert_eq!((mn.rank(), mn.to_f64_vec()), (0, vec![0.]));
+        let p = red(ReduceOp::Prod, vec![2], false);
+        assert_eq!(p.to_f64_vec(), vec![0., 6., 20., 42., 72., 110.]);
+        let l2 = red(ReduceOp::L2, vec![1, 2], false);
+        assert!((l2.to_f64_vec()[0] - 55f64.sqrt()).abs() < 1e-5);
+        let lse = red(ReduceOp::LogSumExp, vec![2], false);
+        assert!((lse.to_f64_vec()[0] - (1f64 + 1f64.exp()).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn argmax_argmin() {
+        let t = Tensor::from_vec(&[2, 3], vec![1f32, 5., 5., 7., 0., 7.]).unwrap();
+        let a = &eval_op(
+            &ArgReduce {
+                max: true,
+                axis: 1,
+                keepdims: false,
+                select_last_index: false,
+            },
+            std::slice::from_ref(&t),
+        )
+        .unwrap()[0];
+        assert_eq!(a.to_i64_vec(), vec![1, 0]);
+        let a = &eval_op(
+            &ArgReduce {
+                max: true,
+                axis: 1,
+                keepdims: true,
+                select_last_index: true,
+            },
+            std::slice::from_ref(&t),
+        )
+        .unwrap()[0];
+        assert_eq!((a.shape(), a.to_i64_vec()), (&[2usize, 1][..], vec![2, 2]));
+        let a = &eval_op(
+            &ArgReduce {
+                max: false,
+                axis: 0,
+                keepdims: false,
+                select_last_index: false,
+            },
+            &[t],
+        )
+        .unwrap()[0];
+        assert_eq!(a.to_i64_vec(), vec![0, 1, 0]);
+    }
+}
