@@ -18,6 +18,7 @@ pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod resize;
+pub mod rnn;
 pub mod unary;
 
 pub use array::{
@@ -150,6 +151,7 @@ pub fn registry() -> &'static OpRegistry {
         norm::register(&mut r);
         reduce::register(&mut r);
         resize::register(&mut r);
+        rnn::register(&mut r);
         unary::register(&mut r);
         r
     })

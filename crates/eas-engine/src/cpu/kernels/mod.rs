@@ -12,6 +12,7 @@ pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod resize;
+pub mod rnn;
 pub mod unary;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
@@ -25,6 +26,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     norm::register(r);
     reduce::register(r);
     resize::register(r);
+    rnn::register(r);
     unary::register(r);
 }
 
