@@ -62,10 +62,19 @@ pub enum Error {
 }
 
 fn fmt_ops(ops: &[(String, usize)]) -> String {
-    ops.iter()
+    let list = ops
+        .iter()
         .map(|(name, n)| format!("{name} ({n})"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if ops
+        .iter()
+        .any(|(n, _)| matches!(n.as_str(), "If" | "Loop" | "Scan"))
+    {
+        format!("{list}; control flow with subgraphs (If/Loop/Scan) is not supported yet")
+    } else {
+        list
+    }
 }
 
 /// The crate's result type.
@@ -122,6 +131,14 @@ mod tests {
             format: "ONNX",
             ops: vec![("If".into(), 1), ("Loop".into(), 2)],
         };
-        assert_eq!(e.to_string(), "unsupported ONNX ops: If (1), Loop (2)");
+        assert_eq!(
+            e.to_string(),
+            "unsupported ONNX ops: If (1), Loop (2); control flow with subgraphs (If/Loop/Scan) is not supported yet"
+        );
+        let e = Error::UnsupportedOps {
+            format: "ONNX",
+            ops: vec![("Foo".into(), 3)],
+        };
+        assert_eq!(e.to_string(), "unsupported ONNX ops: Foo (3)");
     }
 }

@@ -215,7 +215,7 @@ impl Plan {
             let small = out_facts.iter().all(|f| {
                 f.shape
                     .volume()
-                    .is_some_and(|v| v * f.dtype.size() <= FOLD_LIMIT_BYTES)
+                    .is_some_and(|v| v.saturating_mul(f.dtype.size()) <= FOLD_LIMIT_BYTES)
             });
             if all_const && small || out_facts.iter().all(|f| f.konst.is_some()) {
                 let tensors = if out_facts.iter().all(|f| f.konst.is_some()) {
