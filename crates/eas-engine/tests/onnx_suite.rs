@@ -13,7 +13,9 @@
 //! missing the harness runs `scripts/fetch-onnx-tests.sh` and fails loudly if that fails.
 
 use eas_engine::cpu::{CpuModel, CpuOptions};
-use eas_engine::{DType, Tensor, passes};
+use eas_engine::import::onnx::proto::{ModelProto, TensorProto};
+use eas_engine::import::onnx::{import_model, tensor_from_proto};
+use eas_engine::{Tensor, passes};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -117,91 +119,29 @@ fn read_manifest(suite: &str) -> BTreeMap<String, Tier> {
     m
 }
 
-// ---- TensorProto (only what test data uses) ----
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    float_data: Vec<f32>,
-    #[prost(int32, repeated, tag = "5")]
-    int32_data: Vec<i32>,
-    #[prost(int64, repeated, tag = "7")]
-    int64_data: Vec<i64>,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    raw_data: Vec<u8>,
-    #[prost(double, repeated, tag = "10")]
-    double_data: Vec<f64>,
-}
-
-fn read_tensor(path: &Path) -> Result<(String, Tensor), String> {
+/// A test-data tensor, decoded with the importer's own TensorProto reader.
+fn read_tensor(path: &Path) -> Result<(TensorProto, Tensor), String> {
     use prost::Message;
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let p = TensorProto::decode(bytes.as_slice())
         .map_err(|e| format!("{}: not a TensorProto: {e}", path.display()))?;
-    let shape: Vec<usize> = p
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim {d}")))
-        .collect::<Result<_, _>>()?;
-    let dtype = match p.data_type {
-        1 => DType::F32,
-        2 => DType::U8,
-        3 => DType::I8,
-        5 => DType::I16,
-        6 => DType::I32,
-        7 => DType::I64,
-        9 => DType::Bool,
-        10 => DType::F16,
-        11 => DType::F64,
-        16 => DType::BF16,
-        t => return Err(format!("TensorProto data type {t} is not supported")),
-    };
-    let t = if !p.raw_data.is_empty() || shape.contains(&0) {
-        Tensor::from_raw_bytes(dtype, &shape, &p.raw_data)
-    } else {
-        let n: usize = shape.iter().product();
-        let mut raw = Vec::with_capacity(n * dtype.size());
-        match dtype {
-            DType::F32 => p
-                .float_data
-                .iter()
-                .for_each(|v| raw.extend(v.to_le_bytes())),
-            DType::F64 => p
-                .double_data
-                .iter()
-                .for_each(|v| raw.extend(v.to_le_bytes())),
-            DType::I64 => p
-                .int64_data
-                .iter()
-                .for_each(|v| raw.extend(v.to_le_bytes())),
-            // Narrow types (and f16/bf16 bit patterns) are stored widened in int32_data.
-            _ => p.int32_data.iter().for_each(|&v| {
-                raw.extend(&(v as i64).to_le_bytes()[..dtype.size()]);
-            }),
-        }
-        Tensor::from_raw_bytes(dtype, &shape, &raw)
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((p.name, t))
+    let t = tensor_from_proto(&p, None).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((p, t))
 }
 
 // ---- one case ----
 
 /// Inputs of rank <= 1 with at most this many elements are parameters (shapes, axes, pads,
-/// k, scales, repeats): the harness bakes them into the graph as constants, as exporters
-/// do in real models, so ops whose output shape depends on them can be planned.
+/// k, scales, repeats): the harness makes them initializers, as exporters do in real
+/// models, so builders that need constant parameters and ops whose output shape depends
+/// on them can be imported and planned.
 const BAKE_MAX_ELEMS: usize = 16;
 
 /// Runs one case: the tightest tier every output meets, or why it failed.
 fn run_case(dir: &Path) -> Result<Tier, String> {
-    let mut g = eas_engine::import::onnx::load_file(&dir.join("model.onnx"))
-        .map_err(|e| format!("import: {e}"))?;
+    use prost::Message;
+    let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("model.onnx: {e}"))?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -215,7 +155,7 @@ fn run_case(dir: &Path) -> Result<Tier, String> {
     if sets.is_empty() {
         return Err("no test_data_set_* folder".into());
     }
-    let read_all = |set: &Path, prefix: &str| -> Result<Vec<(String, Tensor)>, String> {
+    let read_all = |set: &Path, prefix: &str| -> Result<Vec<(TensorProto, Tensor)>, String> {
         let mut v = Vec::new();
         for j in 0.. {
             let p = set.join(format!("{prefix}_{j}.pb"));
@@ -226,34 +166,44 @@ fn run_case(dir: &Path) -> Result<Tier, String> {
         }
         Ok(v)
     };
-    // Bake parameter-like inputs of the first data set (all sets of a case share them).
+    // Bake parameter-like inputs of the first data set into initializers (every data set of
+    // a case shares them); an input with an initializer imports as a constant.
     let first = read_all(&sets[0], "input")?;
-    let in_ids = g.inputs().to_vec();
-    if first.len() != in_ids.len() {
+    let graph = proto.graph.as_mut().ok_or("model.onnx has no graph")?;
+    let names: Vec<String> = graph
+        .input
+        .iter()
+        .map(|i| i.name.clone())
+        .filter(|n| !graph.initializer.iter().any(|t| &t.name == n))
+        .collect();
+    if first.len() != names.len() {
         return Err(format!(
             "model has {} inputs, test data {}",
-            in_ids.len(),
+            names.len(),
             first.len()
         ));
     }
-    let mut baked = false;
-    for (&v, (_, t)) in in_ids.iter().zip(&first) {
+    let mut baked = vec![false; names.len()];
+    for (k, (name, (p, t))) in names.iter().zip(&first).enumerate() {
         if t.rank() <= 1 && t.len() <= BAKE_MAX_ELEMS {
-            let name = g.fresh_name(&format!("{}.baked", g.value(v).name));
-            let c = g.add_const(name, t.clone());
-            g.replace_uses(v, c);
-            baked = true;
+            let mut p = p.clone();
+            p.name = name.clone();
+            graph.initializer.push(p);
+            baked[k] = true;
         }
     }
-    if baked {
-        passes::refresh_facts(&mut g).map_err(|e| format!("re-inference: {e}"))?;
-    }
+    let mut g = import_model(&proto, Some(dir)).map_err(|e| format!("import: {e}"))?;
     passes::optimize(&mut g, &passes::default_o1()).map_err(|e| format!("optimize: {e}"))?;
     let model =
         CpuModel::new(g, CpuOptions { threads: Some(1) }).map_err(|e| format!("plan: {e}"))?;
     let mut worst = Tier::Default;
     for set in &sets {
-        let inputs: Vec<Tensor> = read_all(set, "input")?.into_iter().map(|x| x.1).collect();
+        let inputs: Vec<Tensor> = read_all(set, "input")?
+            .into_iter()
+            .zip(&baked)
+            .filter(|(_, b)| !**b)
+            .map(|(x, _)| x.1)
+            .collect();
         let want = read_all(set, "output")?;
         let got = model.run(&inputs).map_err(|e| format!("run: {e}"))?;
         if got.len() != want.len() {
