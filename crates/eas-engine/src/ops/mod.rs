@@ -14,6 +14,7 @@ pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -147,6 +148,7 @@ pub fn registry() -> &'static OpRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        loss::register(&mut r);
         matmul::register(&mut r);
         norm::register(&mut r);
         reduce::register(&mut r);

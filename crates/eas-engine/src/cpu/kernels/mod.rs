@@ -8,6 +8,7 @@ pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -22,6 +23,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     deconv::register(r);
     einsum::register(r);
     index::register(r);
+    loss::register(r);
     matmul::register(r);
     norm::register(r);
     reduce::register(r);

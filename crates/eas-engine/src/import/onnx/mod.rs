@@ -8,6 +8,7 @@ mod ctx;
 mod deconv;
 mod einsum;
 mod index;
+mod loss;
 mod ops;
 pub mod proto;
 mod resize;
@@ -56,6 +57,7 @@ pub fn registry() -> &'static OnnxRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        loss::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
         r
