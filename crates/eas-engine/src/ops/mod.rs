@@ -15,6 +15,7 @@ pub mod deconv;
 pub mod einsum;
 pub mod index;
 pub mod loss;
+pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -149,6 +150,7 @@ pub fn registry() -> &'static OpRegistry {
         einsum::register(&mut r);
         index::register(&mut r);
         loss::register(&mut r);
+        math::register(&mut r);
         matmul::register(&mut r);
         norm::register(&mut r);
         reduce::register(&mut r);

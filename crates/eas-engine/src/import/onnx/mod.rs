@@ -9,6 +9,7 @@ mod deconv;
 mod einsum;
 mod index;
 mod loss;
+mod math;
 mod ops;
 pub mod proto;
 mod resize;
@@ -58,6 +59,7 @@ pub fn registry() -> &'static OnnxRegistry {
         einsum::register(&mut r);
         index::register(&mut r);
         loss::register(&mut r);
+        math::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
         r
