@@ -29,9 +29,19 @@ pub use array::{
 };
 pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
+pub use deconv::{ConvTranspose, DeconvPadding};
+pub use einsum::Einsum;
+pub use index::{
+    Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
+    ScatterReduction, TopK, Trilu,
+};
+pub use loss::{LossReduction, NllLoss};
+pub use math::{Math, MathOp};
 pub use matmul::{Gemm, MatMul};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use reduce::{ArgReduce, Reduce, ReduceOp};
+pub use resize::Resize;
+pub use rnn::{Rnn, RnnCell, RnnDirection};
 pub use unary::{Unary, UnaryOp};
 
 /// An operation. Implementations are plain data; `op_common!()` writes the boilerplate.
