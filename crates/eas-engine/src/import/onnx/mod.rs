@@ -8,6 +8,7 @@ mod ctx;
 mod deconv;
 mod einsum;
 mod index;
+mod layout;
 mod loss;
 mod math;
 mod ops;
@@ -58,6 +59,7 @@ pub fn registry() -> &'static OnnxRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        layout::register(&mut r);
         loss::register(&mut r);
         math::register(&mut r);
         resize::register(&mut r);
