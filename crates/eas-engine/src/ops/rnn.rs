@@ -236,3 +236,71 @@ pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("GRU", de::<Rnn>);
     r.insert("RNN", de::<Rnn>);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::*;
+
+    /// Every op of the families beyond the core set survives attrs -> registry -> op, as
+    /// the serialized artifact needs.
+    #[test]
+    fn extra_families_round_trip_through_the_registry() {
+        let ops: Vec<Box<dyn Op>> = vec![
+            Box::new(Rnn {
+                cell: RnnCell::Gru {
+                    linear_before_reset: true,
+                },
+                direction: RnnDirection::Bidirectional,
+                hidden_size: 3,
+                activations: vec![
+                    RnnActivation::HardSigmoid {
+                        alpha: 0.2,
+                        beta: 0.5
+                    };
+                    4
+                ],
+                clip: Some(2.0),
+                batch_first: true,
+                has: RnnInputs {
+                    bias: true,
+                    ..Default::default()
+                },
+            }),
+            Box::new(TopK {
+                axis: -1,
+                largest: false,
+                sorted: true,
+            }),
+            Box::new(ScatterElements {
+                axis: 1,
+                reduction: ScatterReduction::Max,
+            }),
+            Box::new(Compress { axis: None }),
+            Box::new(Einsum::parse("...ij,jk->...ik").unwrap()),
+            Box::new(ConvTranspose {
+                strides: vec![2, 2],
+                dilations: vec![1, 1],
+                output_padding: vec![1, 0],
+                padding: DeconvPadding::SameLower,
+                output_shape: Some(vec![7, 8]),
+                group: 2,
+            }),
+            Box::new(NllLoss {
+                reduction: LossReduction::Mean,
+                ignore_index: Some(-1),
+            }),
+            Box::new(Math {
+                op: MathOp::Shrink {
+                    lambd: 0.5,
+                    bias: 0.1,
+                },
+            }),
+        ];
+        for op in ops {
+            let back = registry().build(op.name(), &op.attrs()).unwrap();
+            assert_eq!(back.name(), op.name());
+            assert_eq!(back.attrs(), op.attrs(), "{}", op.name());
+        }
+    }
+}
