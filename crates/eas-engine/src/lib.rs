@@ -19,6 +19,7 @@ pub mod import;
 pub mod ir;
 pub mod ops;
 pub mod passes;
+pub mod serialize;
 pub mod tensor;
 
 pub use dtype::{DType, Datum, Float, Num};

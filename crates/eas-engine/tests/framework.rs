@@ -209,3 +209,27 @@ fn arena_is_reused_by_lifetime() {
     assert!(m.working_bytes(std::slice::from_ref(&x)).unwrap() <= 2 << 20);
     assert_eq!(m.run(&[x]).unwrap()[0].as_slice::<f32>().unwrap()[0], 1.0);
 }
+
+#[test]
+fn huge_intermediates_are_refused_not_allocated() {
+    use eas_engine::ops::Expand;
+    let build = |dims: Vec<i64>| {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1]));
+        let s = g.add_const("s", Tensor::from_vec(&[2], dims).unwrap());
+        let big = g.add_node1("big", Expand, &[x, s]).unwrap();
+        let y = g.add_node1("y", Unary::new(UnaryOp::Neg), &[big]).unwrap();
+        g.set_outputs(&[y]);
+        CpuModel::new(g, CpuOptions { threads: Some(1) })
+    };
+    let ok = build(vec![2, 3])
+        .unwrap()
+        .run(&[f32t(&[1], vec![1.0])])
+        .unwrap();
+    assert_eq!(ok[0].as_slice::<f32>().unwrap(), &[-1.0; 6]);
+    // 4 TiB, and a shape whose byte size overflows: both refused at plan time.
+    for dims in [vec![1i64 << 20, 1 << 20], vec![1i64 << 62, 4]] {
+        let r = build(dims);
+        assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+    }
+}

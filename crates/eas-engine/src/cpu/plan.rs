@@ -109,6 +109,20 @@ fn eval_with_facts(
     let builder = kernels()
         .get(op)
         .ok_or_else(|| Error::unsupported(format!("no CPU kernel for {}", op.name())))?;
+    for f in outs {
+        let bytes = f
+            .shape
+            .as_known()
+            .and_then(|d| crate::tensor::checked_volume(&d))
+            .and_then(|v| v.checked_mul(f.dtype.size()));
+        if bytes.is_none_or(|b| b > MAX_WORKING_BYTES) {
+            return Err(Error::unsupported(format!(
+                "{} output of shape {:?} is too large to evaluate",
+                op.name(),
+                f.shape
+            )));
+        }
+    }
     let kernel = builder(op, facts, outs)?;
     let mut out_tensors = outs
         .iter()
@@ -144,6 +158,28 @@ fn eval_with_facts(
     };
     kernel.run(&mut ctx, &in_views, &mut out_views)?;
     Ok(out_tensors)
+}
+
+/// Per-run working memory (intermediates + scratch) a plan may need. A hostile model could
+/// otherwise ask for more memory than the machine has; legitimate CPU inference stays far
+/// below this.
+pub(crate) const MAX_WORKING_BYTES: usize = 16 << 30;
+
+/// Steps with at most this many inputs and outputs build their views on the stack.
+const STACK_VIEWS: usize = 8;
+
+const EMPTY_VIEW: TensorView<'static> = TensorView {
+    dtype: DType::U8,
+    shape: &[],
+    bytes: &[],
+};
+
+fn empty_view_mut() -> TensorViewMut<'static> {
+    TensorViewMut {
+        dtype: DType::U8,
+        shape: &[],
+        bytes: &mut [],
+    }
 }
 
 /// Constant outputs larger than this are not folded at plan time (they stay computed).
@@ -208,6 +244,23 @@ impl Plan {
                         n.name,
                         n.op.name(),
                         f.shape
+                    )));
+                }
+            }
+            // Bound every tensor before kernels compute strides and sizes from its shape.
+            for f in &out_facts {
+                let bytes = f
+                    .shape
+                    .as_known()
+                    .and_then(|d| crate::tensor::checked_volume(&d))
+                    .and_then(|v| v.checked_mul(f.dtype.size()));
+                if bytes.is_none_or(|b| b > MAX_WORKING_BYTES) {
+                    return Err(Error::unsupported(format!(
+                        "node {} ({}) output of shape {:?} exceeds the {} GiB working-memory limit",
+                        n.name,
+                        n.op.name(),
+                        f.shape,
+                        MAX_WORKING_BYTES >> 30
                     )));
                 }
             }
@@ -293,12 +346,25 @@ impl Plan {
         let arena_values: Vec<usize> = (0..nv).filter(|&v| def[v] != usize::MAX).collect();
         let reqs: Vec<BufferReq> = arena_values
             .iter()
-            .map(|&v| BufferReq {
-                size: crate::tensor::checked_volume(&shapes[v]).unwrap_or(0) * dtypes[v].size(),
-                start: def[v],
-                end: last[v],
+            .map(|&v| {
+                let size = crate::tensor::checked_volume(&shapes[v])
+                    .and_then(|n| n.checked_mul(dtypes[v].size()))
+                    .filter(|&b| b <= MAX_WORKING_BYTES)
+                    .ok_or_else(|| {
+                        Error::unsupported(format!(
+                            "value {:?} of shape {:?} exceeds the {} GiB working-memory limit",
+                            g.value(crate::ir::ValueId(v as u32)).name,
+                            shapes[v],
+                            MAX_WORKING_BYTES >> 30
+                        ))
+                    })?;
+                Ok(BufferReq {
+                    size,
+                    start: def[v],
+                    end: last[v],
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (offsets, arena_bytes) = memory::plan(&reqs);
         for ((&v, off), r) in arena_values.iter().zip(offsets).zip(&reqs) {
             locs[v] = Loc::Arena {
@@ -375,32 +441,47 @@ impl Plan {
             }
         };
         for step in &self.steps {
-            let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
-            let mut outs: Vec<TensorViewMut> = step
-                .outputs
-                .iter()
-                .map(|&v| {
-                    let Loc::Arena { offset, len } = self.locs[v] else {
-                        unreachable!("step outputs live in the arena")
-                    };
-                    // SAFETY: outputs are defined at this step, so the plan keeps them
-                    // disjoint from each other and from every input still alive here.
-                    let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
-                    TensorViewMut {
-                        dtype: self.dtypes[v],
-                        shape: &self.shapes[v],
-                        bytes,
-                    }
-                })
-                .collect();
+            let out_view = |v: usize| {
+                let Loc::Arena { offset, len } = self.locs[v] else {
+                    unreachable!("step outputs live in the arena")
+                };
+                // SAFETY: outputs are defined at this step, so the plan keeps them
+                // disjoint from each other and from every input still alive here.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+                TensorViewMut {
+                    dtype: self.dtypes[v],
+                    shape: &self.shapes[v],
+                    bytes,
+                }
+            };
             // SAFETY: scratch lies after every planned buffer.
             let scratch = unsafe {
                 std::slice::from_raw_parts_mut(base.add(self.arena_bytes), self.scratch_bytes)
             };
             let mut ctx = KernelCtx { scratch, threads };
-            step.kernel
-                .run(&mut ctx, &ins, &mut outs)
-                .map_err(|e| e.at_node(&step.node))?;
+            // Views live on the stack for the usual small arities: no allocation per step.
+            let result = if step.inputs.len() <= STACK_VIEWS && step.outputs.len() <= STACK_VIEWS {
+                let mut ins = [EMPTY_VIEW; STACK_VIEWS];
+                for (slot, &v) in ins.iter_mut().zip(&step.inputs) {
+                    *slot = view(v);
+                }
+                let mut outs: [TensorViewMut; STACK_VIEWS] =
+                    std::array::from_fn(|_| empty_view_mut());
+                for (slot, &v) in outs.iter_mut().zip(&step.outputs) {
+                    *slot = out_view(v);
+                }
+                step.kernel.run(
+                    &mut ctx,
+                    &ins[..step.inputs.len()],
+                    &mut outs[..step.outputs.len()],
+                )
+            } else {
+                let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
+                let mut outs: Vec<TensorViewMut> =
+                    step.outputs.iter().map(|&v| out_view(v)).collect();
+                step.kernel.run(&mut ctx, &ins, &mut outs)
+            };
+            result.map_err(|e| e.at_node(&step.node))?;
         }
         self.outputs
             .iter()

@@ -170,6 +170,55 @@ impl Graph {
         id
     }
 
+    /// Reassembles a graph from its parts (deserialization). Producers are recomputed from
+    /// the nodes; the caller verifies the result.
+    pub(crate) fn from_parts(
+        values: Vec<(String, Fact)>,
+        nodes: Vec<Option<Node>>,
+        inputs: Vec<ValueId>,
+        outputs: Vec<Output>,
+    ) -> Result<Graph> {
+        let mut vals: Vec<Value> = values
+            .into_iter()
+            .map(|(name, fact)| Value {
+                name,
+                fact,
+                producer: None,
+            })
+            .collect();
+        let nv = vals.len();
+        let check = |v: &ValueId| -> Result<()> {
+            if v.index() >= nv {
+                return Err(Error::invalid(format!("reference to missing value {v}")));
+            }
+            Ok(())
+        };
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(n) = n else { continue };
+            n.inputs.iter().try_for_each(check)?;
+            for (slot, v) in n.outputs.iter().enumerate() {
+                check(v)?;
+                if vals[v.index()].producer.is_some() {
+                    return Err(Error::invalid(format!("value {v} has two producers")));
+                }
+                vals[v.index()].producer = Some((NodeId::from_index(i), slot));
+            }
+        }
+        inputs.iter().try_for_each(check)?;
+        outputs.iter().try_for_each(|o| check(&o.value))?;
+        Ok(Graph {
+            nodes,
+            values: vals,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Nodes including tombstones, by id (serialization).
+    pub(crate) fn node_slots(&self) -> &[Option<Node>] {
+        &self.nodes
+    }
+
     // ---- queries ----
 
     pub fn inputs(&self) -> &[ValueId] {

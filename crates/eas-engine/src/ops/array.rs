@@ -719,6 +719,7 @@ impl Op for ShapeOf {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConstantOfShape {
     pub dtype: DType,
+    #[serde(with = "super::json_f64")]
     pub value: f64,
 }
 

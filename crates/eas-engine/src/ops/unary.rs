@@ -56,7 +56,9 @@ pub enum UnaryOp {
     },
     /// Clip to [min, max] (bounds already in the input's dtype range).
     Clip {
+        #[serde(with = "super::json_f64")]
         min: f64,
+        #[serde(with = "super::json_f64")]
         max: f64,
     },
     IsNaN,

@@ -30,6 +30,9 @@ fn pod_mut<T: Copy>(b: &mut [u8]) -> &mut [T] {
     }
 }
 
+/// Aligned zero bytes, the default pad value of any dtype.
+static ZERO_BYTES: crate::tensor::Block = crate::tensor::Block([0; 64]);
+
 /// Runs `$body` with `$T` bound to an unsigned integer type of the dtype's size.
 macro_rules! by_size {
     ($dt:expr, $T:ident => $body:expr) => {
@@ -334,12 +337,13 @@ fn split(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kerne
     Ok(Box::new(SplitKernel { outer, chunks }))
 }
 
-fn read_indices(v: &TensorView) -> Result<Vec<i64>> {
-    Ok(match v.dtype {
-        DType::I64 => v.as_slice::<i64>()?.to_vec(),
-        DType::I32 => v.as_slice::<i32>()?.iter().map(|&x| x as i64).collect(),
-        d => return Err(Error::dtype("Gather", format!("{d} indices"))),
-    })
+/// Index `i` of an i32 or i64 index tensor (checked at plan time to be one of those).
+#[inline]
+fn index_at(v: &TensorView, i: usize) -> i64 {
+    match v.dtype {
+        DType::I32 => crate::tensor::bytes_as::<i32>(v.bytes)[i] as i64,
+        _ => crate::tensor::bytes_as::<i64>(v.bytes)[i],
+    }
 }
 
 #[derive(Debug)]
@@ -360,12 +364,7 @@ impl Kernel for GatherKernel {
         let (src, out) = (inputs[0].bytes, &mut *outputs[0].bytes);
         let n = self.axis_len as i64;
         let idx = inputs[1];
-        let get = |i: usize| -> i64 {
-            match idx.dtype {
-                DType::I32 => crate::tensor::bytes_as::<i32>(idx.bytes)[i] as i64,
-                _ => crate::tensor::bytes_as::<i64>(idx.bytes)[i],
-            }
-        };
+        let get = |i: usize| index_at(&idx, i);
         let k = idx.len();
         let b = self.block;
         for o in 0..self.outer {
@@ -412,7 +411,13 @@ impl Kernel for GatherElementsKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
-        let idx = read_indices(&inputs[1])?;
+        let idx = &inputs[1];
+        if !matches!(idx.dtype, DType::I32 | DType::I64) {
+            return Err(Error::dtype(
+                "GatherElements",
+                format!("{} indices", idx.dtype),
+            ));
+        }
         let ds = contiguous_strides(&self.data_shape);
         let n = self.data_shape[self.axis] as i64;
         let r = self.idx_shape.len();
@@ -424,7 +429,7 @@ impl Kernel for GatherElementsKernel {
                     let i = rem % self.idx_shape[d];
                     rem /= self.idx_shape[d];
                     let i = if d == self.axis {
-                        let raw = idx[flat];
+                        let raw = index_at(idx, flat);
                         let j = if raw < 0 { raw + n } else { raw };
                         if !(0..n).contains(&j) {
                             return Err(Error::bad_input(format!("GatherElements index {raw} out of range")));
@@ -699,8 +704,8 @@ impl Kernel for PadKernel {
         by_size!(self.dtype, T => {
             let src = pod::<T>(inputs[0].bytes);
             let fill: T = match &value {
-                Some(b) => pod::<T>(b.as_slice())[0],
-                None => pod::<T>(&[0u8; 8])[0],
+                Some(b) => pod::<T>(b)[0],
+                None => pod::<T>(&ZERO_BYTES.0)[0],
             };
             let out = pod_mut::<T>(outputs[0].bytes);
             for (flat, o) in out.iter_mut().enumerate() {

@@ -1,0 +1,299 @@
+//! The optimized-model artifact: a directory with `model.json` (format name and version,
+//! values with their facts, nodes with op name and typed attributes, inputs, outputs) and
+//! `weights.safetensors` (every constant, keyed by value id). Saving is atomic (a sibling
+//! temporary directory renamed into place); loading verifies the graph.
+
+use crate::dtype::DType;
+use crate::ir::{Fact, Graph, Node, Output, ValueId};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+use safetensors::{Dtype as StDtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Written in `model.json` as `format`.
+pub const FORMAT: &str = "eas-blade-graph";
+/// The artifact version this build writes and reads.
+pub const VERSION: u32 = 1;
+pub const MODEL_FILE: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+#[derive(Serialize, Deserialize)]
+struct ModelJson {
+    format: String,
+    version: u32,
+    values: Vec<ValueJson>,
+    /// `null` for removed node ids (kept so ids round-trip).
+    nodes: Vec<Option<NodeJson>>,
+    inputs: Vec<ValueId>,
+    outputs: Vec<OutputJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ValueJson {
+    name: String,
+    fact: Fact,
+    /// Key of the constant in weights.safetensors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeJson {
+    name: String,
+    op: String,
+    attrs: serde_json::Value,
+    inputs: Vec<ValueId>,
+    outputs: Vec<ValueId>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutputJson {
+    name: String,
+    value: ValueId,
+}
+
+fn st_dtype(d: DType) -> StDtype {
+    match d {
+        DType::F32 => StDtype::F32,
+        DType::F16 => StDtype::F16,
+        DType::BF16 => StDtype::BF16,
+        DType::F64 => StDtype::F64,
+        DType::I8 => StDtype::I8,
+        DType::U8 => StDtype::U8,
+        DType::I16 => StDtype::I16,
+        DType::I32 => StDtype::I32,
+        DType::I64 => StDtype::I64,
+        DType::Bool => StDtype::BOOL,
+    }
+}
+
+fn from_st_dtype(d: StDtype) -> Result<DType> {
+    Ok(match d {
+        StDtype::F32 => DType::F32,
+        StDtype::F16 => DType::F16,
+        StDtype::BF16 => DType::BF16,
+        StDtype::F64 => DType::F64,
+        StDtype::I8 => DType::I8,
+        StDtype::U8 => DType::U8,
+        StDtype::I16 => DType::I16,
+        StDtype::I32 => DType::I32,
+        StDtype::I64 => DType::I64,
+        StDtype::BOOL => DType::Bool,
+        other => {
+            return Err(Error::invalid(format!(
+                "weights file holds unsupported dtype {other:?}"
+            )));
+        }
+    })
+}
+
+struct StView<'a>(&'a Tensor);
+
+impl View for StView<'_> {
+    fn dtype(&self) -> StDtype {
+        st_dtype(self.0.dtype())
+    }
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.0.as_bytes())
+    }
+    fn data_len(&self) -> usize {
+        self.0.as_bytes().len()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn sibling(dir: &Path, tag: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    dir.with_file_name(format!(".{name}.{tag}-{}-{nanos}", std::process::id()))
+}
+
+/// Saves `g` as an artifact directory at `dir`, atomically: readers see the old artifact or
+/// the complete new one, never a partial write.
+pub fn save(g: &Graph, dir: &Path) -> Result<()> {
+    let mut weights: Vec<(String, StView)> = Vec::new();
+    let values = g
+        .values()
+        .map(|(id, v)| {
+            let weight = v.fact.konst.as_ref().map(|t| {
+                let key = id.to_string();
+                weights.push((key.clone(), StView(t)));
+                key
+            });
+            ValueJson {
+                name: v.name.clone(),
+                fact: v.fact.clone(),
+                weight,
+            }
+        })
+        .collect();
+    let nodes = g
+        .node_slots()
+        .iter()
+        .map(|n| {
+            n.as_ref().map(|n| NodeJson {
+                name: n.name.clone(),
+                op: n.op.name().to_string(),
+                attrs: n.op.attrs(),
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+            })
+        })
+        .collect();
+    let model = ModelJson {
+        format: FORMAT.into(),
+        version: VERSION,
+        values,
+        nodes,
+        inputs: g.inputs().to_vec(),
+        outputs: g
+            .outputs()
+            .iter()
+            .map(|o| OutputJson {
+                name: o.name.clone(),
+                value: o.value,
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&model)
+        .map_err(|e| Error::invalid(format!("cannot serialize graph: {e}")))?;
+    let st = safetensors::serialize(weights, None)
+        .map_err(|e| Error::invalid(format!("cannot serialize weights: {e}")))?;
+
+    let tmp = sibling(dir, "tmp");
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let result = (|| {
+        write_synced(&tmp.join(WEIGHTS_FILE), &st)?;
+        write_synced(&tmp.join(MODEL_FILE), &json)?;
+        if dir.exists() {
+            // Swap: move the old artifact aside, move the new one in, then delete the old.
+            let old = sibling(dir, "old");
+            std::fs::rename(dir, &old).map_err(io(dir))?;
+            if let Err(e) = std::fs::rename(&tmp, dir) {
+                let _ = std::fs::rename(&old, dir);
+                return Err(io(dir)(e));
+            }
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Loads an artifact directory written by `save`. Unknown formats and versions are refused.
+pub fn load(dir: &Path) -> Result<Graph> {
+    let mp = dir.join(MODEL_FILE);
+    let json = std::fs::read(&mp).map_err(io(&mp))?;
+    let head: serde_json::Value = serde_json::from_slice(&json)
+        .map_err(|e| Error::invalid(format!("{}: not JSON: {e}", mp.display())))?;
+    if head.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        return Err(Error::invalid(format!(
+            "{} is not an {FORMAT} artifact",
+            mp.display()
+        )));
+    }
+    match head.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == VERSION as u64 => {}
+        Some(v) => {
+            return Err(Error::unsupported(format!(
+                "artifact version {v} (this build reads version {VERSION}); re-run the optimizer with this build"
+            )));
+        }
+        None => return Err(Error::invalid(format!("{} has no version", mp.display()))),
+    }
+    let model: ModelJson = serde_json::from_value(head)
+        .map_err(|e| Error::invalid(format!("{}: {e}", mp.display())))?;
+    let wp = dir.join(WEIGHTS_FILE);
+    let wbytes = std::fs::read(&wp).map_err(io(&wp))?;
+    let st = SafeTensors::deserialize(&wbytes)
+        .map_err(|e| Error::invalid(format!("{}: {e}", wp.display())))?;
+    let mut weights: HashMap<String, Tensor> = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = Tensor::from_raw_bytes(from_st_dtype(view.dtype())?, view.shape(), view.data())?;
+        weights.insert(name, t);
+    }
+    let values = model
+        .values
+        .into_iter()
+        .map(|v| {
+            let mut fact = v.fact;
+            if let Some(key) = v.weight {
+                let t = weights.remove(&key).ok_or_else(|| {
+                    Error::invalid(format!("weight {key:?} of value {:?} is missing", v.name))
+                })?;
+                if t.dtype() != fact.dtype || Some(t.shape().to_vec()) != fact.shape.as_known() {
+                    return Err(Error::invalid(format!(
+                        "weight {key:?} does not match its declared type {fact:?}"
+                    )));
+                }
+                let dims = fact.dims.take();
+                fact = Fact::konst(t);
+                if dims.is_some() {
+                    fact.dims = dims;
+                }
+            }
+            Ok((v.name, fact))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let reg = crate::ops::registry();
+    let nodes = model
+        .nodes
+        .into_iter()
+        .map(|n| {
+            n.map(|n| {
+                Ok(Node {
+                    op: reg.build(&n.op, &n.attrs).map_err(|e| match e {
+                        Error::Unsupported { what } => {
+                            Error::unsupported(format!("{what} (node {:?})", n.name))
+                        }
+                        e => e,
+                    })?,
+                    name: n.name,
+                    inputs: n.inputs,
+                    outputs: n.outputs,
+                })
+            })
+            .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = model
+        .outputs
+        .into_iter()
+        .map(|o| Output {
+            name: o.name,
+            value: o.value,
+        })
+        .collect();
+    let g = Graph::from_parts(values, nodes, model.inputs, outputs)?;
+    crate::ir::verify(&g)?;
+    Ok(g)
+}
