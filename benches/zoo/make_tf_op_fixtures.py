@@ -591,6 +591,136 @@ def _(k):
                        output_type=tf.int32, name="out")]
 
 
+def _einsum(name, eq, *shapes):
+    @case(name, "Einsum")
+    def _(k):
+        xs = [k.ph("xyzw"[i], rnd(*sh)) for i, sh in enumerate(shapes)]
+        return [raw.Einsum(inputs=xs, equation=eq, name="out")]
+
+
+_einsum("Einsum__dense_3d", "abc,cde->abde", (2, 3, 4), (4, 2, 5))
+_einsum("Einsum__attention_scores", "aecd,abcd->acbe", (2, 5, 3, 4), (2, 6, 3, 4))
+_einsum("Einsum__attention_values", "acbe,aecd->abcd", (2, 3, 6, 5), (2, 5, 3, 4))
+_einsum("Einsum__matvec", "ij,j->i", (3, 4), (4,))
+_einsum("Einsum__transpose", "ijk->kji", (2, 3, 4))
+_einsum("Einsum__sum_one_side", "ij,jk->k", (3, 4), (4, 2))
+
+
+def _resize(name, opname, size, **attrs):
+    @case(name, opname)
+    def _(k):
+        x = k.ph("x", rnd(2, 5, 7, 3))
+        return [getattr(raw, opname)(images=x, size=c(size, np.int32), name="out", **attrs)]
+
+
+_resize("ResizeBilinear__half_pixel", "ResizeBilinear", [8, 11], half_pixel_centers=True)
+_resize("ResizeBilinear__align_corners", "ResizeBilinear", [9, 4], align_corners=True)
+_resize("ResizeBilinear__legacy_down", "ResizeBilinear", [3, 4])
+_resize("ResizeNearestNeighbor__half_pixel", "ResizeNearestNeighbor", [10, 14], half_pixel_centers=True)
+_resize("ResizeNearestNeighbor__align_corners", "ResizeNearestNeighbor", [9, 5], align_corners=True)
+_resize("ResizeNearestNeighbor__legacy", "ResizeNearestNeighbor", [3, 9])
+
+
+def _deconv(name, out_shape, w_shape, strides, padding):
+    @case(name, "Conv2DBackpropInput")
+    def _(k):
+        dy_shape = [out_shape[0], -(-out_shape[1] // strides[1]) if padding == "SAME" else
+                    (out_shape[1] - w_shape[0]) // strides[1] + 1,
+                    -(-out_shape[2] // strides[2]) if padding == "SAME" else
+                    (out_shape[2] - w_shape[1]) // strides[2] + 1, w_shape[3]]
+        dy = k.ph("dy", rnd(*dy_shape))
+        return [raw.Conv2DBackpropInput(input_sizes=c(out_shape, np.int32), filter=c(rnd(*w_shape)),
+                                        out_backprop=dy, strides=strides, padding=padding,
+                                        name="out")]
+
+
+_deconv("Conv2DBackpropInput__same_s2", [1, 8, 7, 3], [3, 3, 3, 4], [1, 2, 2, 1], "SAME")
+_deconv("Conv2DBackpropInput__valid_s1", [2, 6, 6, 2], [3, 2, 2, 5], [1, 1, 1, 1], "VALID")
+_deconv("Conv2DBackpropInput__same_s1", [1, 5, 5, 2], [3, 3, 2, 3], [1, 1, 1, 1], "SAME")
+
+
+# --- whole Keras layers, frozen (graphs shaped like real exports) -----------------------------
+SPECIAL = []  # (name, op, expect, extra, builder -> (graph_def, feeds, fetch names, outputs))
+
+
+def keras_case(name, make, x):
+    def build():
+        import keras
+
+        keras.utils.set_random_seed(0)
+        model = make(keras.layers)
+        spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype), name="x")
+        cf = tf.function(lambda v: model(v, training=False)).get_concrete_function(spec)
+        ff = convert_variables_to_constants_v2(cf)
+        gd = ff.graph.as_graph_def()
+        out_node = ff.outputs[0].op.name
+        for n in gd.node:
+            if n.name == out_node:
+                n.name = "out"
+        res = tf.nest.flatten(ff(tf.constant(x)))[0].numpy()
+        return gd, [("x", x)], ["out"], [res]
+
+    SPECIAL.append((name, "Keras", None, {}, build))
+
+
+def _mha(L):
+    import keras
+
+    inp = keras.Input((12,), dtype="int32")
+    x = L.Embedding(50, 16)(inp)
+    x = L.MultiHeadAttention(2, 8)(x, x)
+    x = L.LayerNormalization()(x)
+    x = L.Dense(24, activation="gelu")(x)
+    return keras.Model(inp, L.GlobalAveragePooling1D()(x))
+
+
+def _cnn_misc(L):
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = L.SeparableConv2D(8, 3, padding="same")(inp)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(10, activation="swish")(x))
+
+
+def _cnn_misc2(L):
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = L.Conv2D(8, 3)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.PReLU()(x)
+    x = L.UpSampling2D()(x)
+    x = L.GlobalMaxPooling2D()(x)
+    return keras.Model(inp, L.Softmax()(x))
+
+
+def _resize(L):
+    import keras
+
+    inp = keras.Input((12, 12, 3))
+    return keras.Model(inp, L.Resizing(8, 8)(inp))
+
+
+def _gru(L):
+    import keras
+
+    inp = keras.Input((6, 4))
+    x = L.Conv1D(8, 3, padding="causal")(inp)
+    return keras.Model(inp, L.GRU(8, unroll=True)(x))
+
+
+# Their own generator, so adding one does not shift the values of the cases above.
+_KRNG = np.random.default_rng(99)
+keras_case("Keras__mha_layernorm_gelu", _mha, _KRNG.integers(0, 50, size=(2, 12)).astype(np.int32))
+keras_case("Keras__separable_deconv_flatten", _cnn_misc, _KRNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32))
+keras_case("Keras__bn_prelu_upsample_gmp", _cnn_misc2, _KRNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32))
+keras_case("Keras__resizing_bilinear", _resize, _KRNG.uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32))
+keras_case("Keras__gru_unrolled", _gru, _KRNG.uniform(-1, 1, (2, 6, 4)).astype(np.float32))
+
+
 # --- graphs the importer must refuse clearly ------------------------------------------------
 def frozen(fn, specs, lower):
     cf = tf.function(fn, input_signature=specs).get_concrete_function()
@@ -598,7 +728,6 @@ def frozen(fn, specs, lower):
     return ff.graph.as_graph_def(), ff
 
 
-SPECIAL = []  # (name, op, builder -> (graph_def, feeds, fetch names, run fn), extra case.json)
 
 
 def special(name, op, expect, **extra):

@@ -48,3 +48,20 @@ fn bundled_example_default_io_is_the_spec_advanced_example() {
     assert_eq!(imp.inputs, ["input_ids_a_1"]);
     assert_eq!(imp.outputs, ["l2_normalize"]);
 }
+
+#[test]
+fn imported_example_survives_the_artifact_round_trip() {
+    // The TF-semantics ops (TfStridedSlice ...) must serialize like the engine's own.
+    let dir = repo_root().join("fixtures/example");
+    let imp = tf::load_file(dir.join("frozen.pb"), &TfOptions::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let art = tmp.path().join("artifact");
+    eas_engine::serialize::save(&imp.graph, &art).unwrap();
+    let g = eas_engine::serialize::load(&art).unwrap();
+    let ids = read_npy(&dir.join("plain/1/inputs/input_ids_a_1.npy")).unwrap();
+    let want = read_npy(&dir.join("plain/1/tf/l2_normalize.npy")).unwrap();
+    let m = eas_engine::cpu::CpuModel::new(g, eas_engine::cpu::CpuOptions { threads: Some(1) })
+        .unwrap();
+    let got = m.run(&[ids]).unwrap();
+    assert!(rel_to_magnitude(&got[0], &want).unwrap() <= 1e-4);
+}

@@ -53,8 +53,45 @@ fn check_model(dir: &Path) -> Result<String, String> {
             }
         }
     }
+    // The engine's own ONNX import of the tf2onnx conversion agrees with its GraphDef import.
+    let mut worst_onnx = None;
+    if let Some(f) = m["files"]["onnx"].as_str() {
+        let mut w = 0f64;
+        for (k, s) in m["samples"].as_array().unwrap().iter().enumerate() {
+            let g = match eas_engine::import::onnx::load_file(&dir.join(f)) {
+                Ok(g) => g,
+                Err(e) => {
+                    println!("  (engine ONNX import of {f} not compared: {e})");
+                    break;
+                }
+            };
+            let feeds = ins
+                .iter()
+                .map(|n| read_npy(&dir.join(s["inputs"][n].as_str().unwrap())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let onnx_out =
+                eas_engine::cpu::CpuModel::new(g, eas_engine::cpu::CpuOptions { threads: Some(1) })
+                    .and_then(|m| m.run(&feeds))
+                    .map_err(|e| format!("sample {k}: engine on {f}: {e}"))?;
+            let imp = import(&pb, &ins, &outs).map_err(|e| e.to_string())?;
+            let tf_out = run(imp, feeds).map_err(|e| e.to_string())?;
+            for (o, (a, b)) in outs.iter().zip(onnx_out.iter().zip(&tf_out)) {
+                let e = rel_to_magnitude(a, b)
+                    .map_err(|e| format!("sample {k} {o} ONNX vs GraphDef: {e}"))?;
+                if e > 1e-4 {
+                    return Err(format!(
+                        "sample {k} {o}: ONNX and GraphDef imports differ by {e:.2e} of magnitude"
+                    ));
+                }
+                w = w.max(e);
+            }
+            worst_onnx = Some(w);
+        }
+    }
+    let onnx = worst_onnx.map_or("not compared".to_string(), |w| format!("{w:.2e}"));
     Ok(format!(
-        "worst error {worst:.2e} of magnitude vs TensorFlow, {worst_ort:.2e} vs ONNX Runtime"
+        "worst error {worst:.2e} of magnitude vs TensorFlow, {worst_ort:.2e} vs ONNX Runtime, \
+         engine ONNX vs GraphDef {onnx}"
     ))
 }
 

@@ -57,8 +57,15 @@ fn strided_slice(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
 fn one_hot(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     ctx.expect_inputs(4)?;
     let depth = konst_scalar_i64(imp, ctx, 1, "depth")?;
-    let depth =
-        usize::try_from(depth).map_err(|_| Error::invalid(format!("depth {depth} is negative")))?;
+    // Depth sizes the output; a hostile file must not ask for terabytes.
+    let depth = usize::try_from(depth)
+        .ok()
+        .filter(|&d| d <= 1 << 24)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "OneHot depth {depth} is negative or unreasonably large"
+            ))
+        })?;
     let op = TfOneHot {
         depth,
         axis: ctx.attr_i_or("axis", -1)?,

@@ -268,6 +268,24 @@ fn arg_min(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     )?])
 }
 
+/// Erfc(x) = 1 - erf(x).
+fn erfc(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(1)?;
+    let x = ctx.input(0)?;
+    let one = crate::tensor::Tensor::scalar(1f32).cast(imp.fact(x).dtype)?;
+    let one = imp.konst(&format!("{}/one", ctx.name()), one);
+    let e = imp.node1(
+        &format!("{}/erf", ctx.name()),
+        Unary::new(UnaryOp::Erf),
+        &[x],
+    )?;
+    Ok(vec![imp.node1(
+        ctx.name(),
+        Binary::new(BinOp::Sub),
+        &[one, e],
+    )?])
+}
+
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
     reg(r, UNARY, unary);
     reg(r, BINARY, binary);
@@ -279,4 +297,5 @@ pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
     reg(r, &["ClipByValue"], clip_by_value);
     reg(r, &["FloorDiv"], floor_div);
     reg(r, &["ArgMin"], arg_min);
+    reg(r, &["Erfc"], erfc);
 }

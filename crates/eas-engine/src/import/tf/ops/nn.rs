@@ -326,7 +326,268 @@ fn reduce(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
 }
 
+/// Einsum with one or two operands, without ellipsis or repeated letters in an operand:
+/// letters only in one operand and not in the output are summed first; then the product is
+/// Transpose -> Reshape -> MatMul (shared letters kept in the output are batch dims, the
+/// others are contracted) -> Reshape -> Transpose.
+fn einsum(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    let eq = ctx
+        .attr_s("equation")?
+        .ok_or_else(|| Error::invalid("Einsum without equation"))?;
+    let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, out) = eq
+        .split_once("->")
+        .ok_or_else(|| Error::unsupported(format!("Einsum {eq:?} without an explicit output")))?;
+    if eq.contains('.') {
+        return Err(Error::unsupported(format!(
+            "Einsum {eq:?} with an ellipsis"
+        )));
+    }
+    let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+    let out: Vec<char> = out.chars().collect();
+    if terms.len() != ctx.inputs.len() || !(1..=2).contains(&terms.len()) {
+        return Err(Error::unsupported(format!(
+            "Einsum {eq:?} with {} operands",
+            ctx.inputs.len()
+        )));
+    }
+    for t in terms.iter().chain([&out]) {
+        let mut u = t.clone();
+        u.sort_unstable();
+        u.dedup();
+        if u.len() != t.len() || t.iter().any(|c| !c.is_ascii_alphabetic()) {
+            return Err(Error::unsupported(format!(
+                "Einsum {eq:?} (repeated or non-letter subscripts)"
+            )));
+        }
+    }
+    for (i, t) in terms.iter().enumerate() {
+        if imp.fact(ctx.inputs[i]).rank() != t.len() {
+            return Err(Error::shape(
+                ctx.name(),
+                format!(
+                    "operand {i} has rank {}, {eq:?} says {}",
+                    imp.fact(ctx.inputs[i]).rank(),
+                    t.len()
+                ),
+            ));
+        }
+    }
+    let name = ctx.name();
+    // Sum away letters that appear in one operand only and not in the output.
+    let mut vals = Vec::new();
+    let mut letters = Vec::new();
+    for (i, t) in terms.iter().enumerate() {
+        let other: Vec<char> = terms
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, t)| t.clone())
+            .collect();
+        let drop: Vec<i64> = (0..t.len())
+            .filter(|&a| !out.contains(&t[a]) && !other.contains(&t[a]))
+            .map(|a| a as i64)
+            .collect();
+        let mut v = ctx.inputs[i];
+        let mut l = t.clone();
+        if !drop.is_empty() {
+            let op = Reduce {
+                op: ReduceOp::Sum,
+                axes: drop.clone(),
+                keepdims: false,
+                noop_with_empty_axes: false,
+            };
+            v = imp.node1(&format!("{name}/sum{i}"), op, &[v])?;
+            l = (0..t.len())
+                .filter(|a| !drop.contains(&(*a as i64)))
+                .map(|a| t[a])
+                .collect();
+        }
+        vals.push(v);
+        letters.push(l);
+    }
+    let perm_to = |from: &[char], to: &[char]| -> Vec<usize> {
+        to.iter()
+            .map(|c| from.iter().position(|x| x == c).unwrap_or(0))
+            .collect()
+    };
+    if vals.len() == 1 {
+        let perm = perm_to(&letters[0], &out);
+        return Ok(vec![transpose(imp, name, vals[0], &perm)?]);
+    }
+    let (la, lb) = (&letters[0], &letters[1]);
+    let batch: Vec<char> = out
+        .iter()
+        .copied()
+        .filter(|c| la.contains(c) && lb.contains(c))
+        .collect();
+    let contract: Vec<char> = la
+        .iter()
+        .copied()
+        .filter(|c| lb.contains(c) && !out.contains(c))
+        .collect();
+    let free_a: Vec<char> = la.iter().copied().filter(|c| !lb.contains(c)).collect();
+    let free_b: Vec<char> = lb.iter().copied().filter(|c| !la.contains(c)).collect();
+    let dim = |imp: &Importer, v: ValueId, l: &[char], c: char| {
+        imp.fact(v).shape.dims()[l.iter().position(|x| *x == c).unwrap_or(0)].known()
+    };
+    // Product of a letter group's sizes; -1 when not known at import (at most one per reshape).
+    let group = |imp: &Importer, v: ValueId, l: &[char], g: &[char]| -> i64 {
+        g.iter()
+            .map(|&c| dim(imp, v, l, c))
+            .try_fold(1i64, |p, d| d.map(|d| p * d as i64))
+            .unwrap_or(-1)
+    };
+    let reshape =
+        |imp: &mut Importer, base: &str, v: ValueId, target: Vec<i64>| -> Result<ValueId> {
+            if target.iter().filter(|&&d| d == -1).count() > 1 {
+                return Err(Error::unsupported(format!(
+                    "Einsum {eq:?} needs sizes not known at import"
+                )));
+            }
+            let n = target.len();
+            let t = imp.konst(&format!("{base}_shape"), Tensor::from_vec(&[n], target)?);
+            imp.node1(base, Reshape { allowzero: false }, &[v, t])
+        };
+    let nb = batch.len();
+    let order_a: Vec<char> = batch
+        .iter()
+        .chain(&free_a)
+        .chain(&contract)
+        .copied()
+        .collect();
+    let order_b: Vec<char> = batch
+        .iter()
+        .chain(&contract)
+        .chain(&free_b)
+        .copied()
+        .collect();
+    let a = transpose(imp, &format!("{name}/a_t"), vals[0], &perm_to(la, &order_a))?;
+    let b = transpose(imp, &format!("{name}/b_t"), vals[1], &perm_to(lb, &order_b))?;
+    let (fa, k) = (
+        group(imp, vals[0], la, &free_a),
+        group(imp, vals[0], la, &contract),
+    );
+    let fb = group(imp, vals[1], lb, &free_b);
+    let mut ta = vec![0i64; nb];
+    ta.extend([fa, k]);
+    let a = reshape(imp, &format!("{name}/a_3d"), a, ta)?;
+    let kb = group(imp, vals[1], lb, &contract);
+    let mut tb = vec![0i64; nb];
+    tb.extend([if k == -1 { kb } else { k }, fb]);
+    let b = reshape(imp, &format!("{name}/b_3d"), b, tb)?;
+    let c = imp.node1(&format!("{name}/matmul"), MatMul, &[a, b])?;
+    let mut tc = vec![0i64; nb];
+    for &ch in &free_a {
+        tc.push(dim(imp, vals[0], la, ch).map_or(-1, |d| d as i64));
+    }
+    for &ch in &free_b {
+        tc.push(dim(imp, vals[1], lb, ch).map_or(-1, |d| d as i64));
+    }
+    let c = reshape(imp, &format!("{name}/unflatten"), c, tc)?;
+    let have: Vec<char> = batch
+        .iter()
+        .chain(&free_a)
+        .chain(&free_b)
+        .copied()
+        .collect();
+    Ok(vec![transpose(imp, name, c, &perm_to(&have, &out))?])
+}
+
+/// ResizeBilinear / ResizeNearestNeighbor(images, size) with a constant size.
+fn resize(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let size = konst_i64(imp, ctx, 1, "size")?;
+    let [h, w] = size.as_slice() else {
+        return Err(Error::invalid(format!(
+            "size {size:?} is not [height, width]"
+        )));
+    };
+    let dim = |d: i64| usize::try_from(d).map_err(|_| Error::invalid(format!("size {size:?}")));
+    let op = crate::ops::tf_array::TfResize {
+        bilinear: ctx.node.op == "ResizeBilinear",
+        align_corners: ctx.attr_b_or("align_corners", false)?,
+        half_pixel_centers: ctx.attr_b_or("half_pixel_centers", false)?,
+        height: dim(*h)?,
+        width: dim(*w)?,
+    };
+    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
+}
+
+/// Conv2DBackpropInput(input_sizes, filter, out_backprop) in NHWC. `input_sizes` may be
+/// computed in the graph (Keras packs the run-time batch); its height and width must be known.
+fn conv2d_backprop_input(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(3)?;
+    if is_nchw(ctx)? {
+        return Err(Error::unsupported("Conv2DBackpropInput in NCHW"));
+    }
+    let sizes = imp.fact(ctx.input(0)?);
+    let hw: Option<Vec<usize>> = match (&sizes.konst, &sizes.dims) {
+        (Some(t), _) => t
+            .to_i64_vec()
+            .iter()
+            .map(|&v| usize::try_from(v).ok())
+            .collect(),
+        (None, Some(d)) => d
+            .iter()
+            .map(|d| d.known())
+            .collect::<Vec<_>>()
+            .get(1..3)
+            .map(|v| v.to_vec())
+            .and_then(|v| v.into_iter().collect()),
+        _ => None,
+    }
+    .map(|v: Vec<usize>| if v.len() == 4 { v[1..3].to_vec() } else { v });
+    let Some([h, w]) = hw.as_deref().and_then(|v| <[usize; 2]>::try_from(v).ok()) else {
+        return Err(Error::unsupported(
+            "Conv2DBackpropInput whose output height/width is not known at import",
+        ));
+    };
+    let strides = spatial(ctx, "strides", false, 1)?;
+    let dilations = spatial(ctx, "dilations", false, 1)?;
+    let filt: Option<Vec<usize>> = imp
+        .fact(ctx.input(1)?)
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.known())
+        .collect();
+    let Some([kh, kw, _, _]) = filt.as_deref().and_then(|v| <[usize; 4]>::try_from(v).ok()) else {
+        return Err(Error::unsupported(
+            "Conv2DBackpropInput with filters of unknown shape",
+        ));
+    };
+    let same = |size: usize, k: usize, s: usize, d: usize| {
+        let out = size.div_ceil(s);
+        ((out.saturating_sub(1)) * s + (k - 1) * d + 1).saturating_sub(size) / 2
+    };
+    let pad = match padding(ctx, false)? {
+        Padding::Valid => [0, 0],
+        Padding::SameUpper => [
+            same(h, kh, strides[0], dilations[0]),
+            same(w, kw, strides[1], dilations[1]),
+        ],
+        Padding::Explicit(p) => [p[0], p[1]],
+        Padding::SameLower => return Err(Error::unsupported("padding")),
+    };
+    let op = crate::ops::tf_array::TfConvTranspose {
+        strides: [strides[0], strides[1]],
+        dilations: [dilations[0], dilations[1]],
+        pad,
+        height: h,
+        width: w,
+    };
+    Ok(vec![imp.node1(
+        ctx.name(),
+        op,
+        &[ctx.input(2)?, ctx.input(1)?],
+    )?])
+}
+
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {
+    reg(r, &["Conv2DBackpropInput"], conv2d_backprop_input);
+    reg(r, &["ResizeBilinear", "ResizeNearestNeighbor"], resize);
+    reg(r, &["Einsum"], einsum);
     reg(
         r,
         &["MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"],
