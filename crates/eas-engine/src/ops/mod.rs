@@ -11,9 +11,15 @@ use std::sync::OnceLock;
 pub mod array;
 pub mod binary;
 pub mod conv;
+pub mod deconv;
+pub mod einsum;
+pub mod index;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod resize;
+pub mod rnn;
 pub mod tf_array;
 pub mod unary;
 
@@ -140,9 +146,15 @@ pub fn registry() -> &'static OpRegistry {
         array::register(&mut r);
         binary::register(&mut r);
         conv::register(&mut r);
+        deconv::register(&mut r);
+        einsum::register(&mut r);
+        index::register(&mut r);
+        loss::register(&mut r);
         matmul::register(&mut r);
         norm::register(&mut r);
         reduce::register(&mut r);
+        resize::register(&mut r);
+        rnn::register(&mut r);
         unary::register(&mut r);
         tf_array::register(&mut r);
         r

@@ -5,9 +5,15 @@ use super::registry::KernelRegistry;
 pub mod array;
 pub mod binary;
 pub mod conv;
+pub mod deconv;
+pub mod einsum;
+pub mod index;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod resize;
+pub mod rnn;
 pub mod tf_array;
 pub mod unary;
 
@@ -15,9 +21,15 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);
     binary::register(r);
     conv::register(r);
+    deconv::register(r);
+    einsum::register(r);
+    index::register(r);
+    loss::register(r);
     matmul::register(r);
     norm::register(r);
     reduce::register(r);
+    resize::register(r);
+    rnn::register(r);
     unary::register(r);
     tf_array::register(r);
 }

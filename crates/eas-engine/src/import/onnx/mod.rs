@@ -5,8 +5,14 @@
 //! node is checked against the registry so that all unsupported ops are reported at once.
 
 mod ctx;
+mod deconv;
+mod einsum;
+mod index;
+mod loss;
 mod ops;
 pub mod proto;
+mod resize;
+mod rnn;
 mod tensor;
 
 pub use ctx::{AttrType, NodeCtx};
@@ -48,13 +54,19 @@ pub fn registry() -> &'static OnnxRegistry {
     REG.get_or_init(|| {
         let mut r = OnnxRegistry::default();
         ops::register_all(&mut r);
+        deconv::register(&mut r);
+        einsum::register(&mut r);
+        index::register(&mut r);
+        loss::register(&mut r);
+        resize::register(&mut r);
+        rnn::register(&mut r);
         r
     })
 }
 
 /// Opsets this importer knows the semantics of.
 pub const MIN_OPSET: i64 = 7;
-pub const MAX_OPSET: i64 = 21;
+pub const MAX_OPSET: i64 = 22;
 
 /// Models larger than this are refused before reading (protobuf itself caps at 2 GiB).
 const MAX_MODEL_BYTES: u64 = 2 << 30;
