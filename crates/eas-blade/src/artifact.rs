@@ -6,20 +6,14 @@ use std::path::Path;
 use eas_engine::Graph;
 
 /// The graph file inside an artifact folder.
-pub const MODEL_FILE: &str = "model.json";
+pub const MODEL_FILE: &str = eas_engine::serialize::MODEL_FILE;
 
-/// Saves atomically.
+/// Saves atomically (the engine writes a sibling folder and renames it into place).
 pub fn save(g: &Graph, dir: &Path) -> eas_engine::Result<()> {
-    let _ = (g, dir);
-    Err(eas_engine::Error::Unsupported {
-        what: "serialize (pending merge)".into(),
-    })
+    eas_engine::serialize::save(g, dir)
 }
 
 /// Loads and verifies.
 pub fn load(dir: &Path) -> eas_engine::Result<Graph> {
-    let _ = dir;
-    Err(eas_engine::Error::Unsupported {
-        what: "serialize (pending merge)".into(),
-    })
+    eas_engine::serialize::load(dir)
 }

@@ -26,7 +26,8 @@ fn zip(dest: &Path) {
         .compression_method(zip::CompressionMethod::Deflated);
     for name in EXAMPLE_FILES {
         w.start_file(name, opts).unwrap();
-        w.write_all(&fs::read(example().join(name)).unwrap()).unwrap();
+        w.write_all(&fs::read(example().join(name)).unwrap())
+            .unwrap();
     }
     w.finish().unwrap();
 }
@@ -48,7 +49,10 @@ fn packages_as_model_path() {
         let m = Model::load(tmp.path().join(format!("out{i}"))).unwrap();
         let data = auxdata::read_path(example().join("test_data.npy")).unwrap();
         let got = m.run_sample(&data.samples[0]).unwrap();
-        let e = rel_err(&got[0].1.to_f64_vec().unwrap(), &reference_outputs()[0][0].1);
+        let e = rel_err(
+            &got[0].1.to_f64_vec().unwrap(),
+            &reference_outputs()[0][0].1,
+        );
         assert!(e <= 1e-4, "{p}: {e}");
     }
     // The same model and data hash alike whatever the package: the cache is shared.
@@ -85,10 +89,17 @@ fn missing_model() {
     let e = err(example().to_str().unwrap(), items, Path::new("."));
     assert!(matches!(e, Error::ModelNotFound { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("\"missing.pb\"") && msg.contains("frozen.pb"), "{msg}");
+    assert!(
+        msg.contains("\"missing.pb\"") && msg.contains("frozen.pb"),
+        "{msg}"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
-    let e = err(tmp.path().to_str().unwrap(), serde_json::Value::Null, Path::new("."));
+    let e = err(
+        tmp.path().to_str().unwrap(),
+        serde_json::Value::Null,
+        Path::new("."),
+    );
     assert!(matches!(e, Error::NoModel { .. }), "{e}");
     let e = err("no/such/folder", example_items(), tmp.path());
     assert!(e.to_string().contains("no/such/folder"), "{e}");
@@ -99,10 +110,17 @@ fn several_models_without_model_info_is_ambiguous() {
     let tmp = tempfile::tempdir().unwrap();
     fs::copy(example().join("frozen.pb"), tmp.path().join("a.pb")).unwrap();
     fs::copy(example().join("frozen.pb"), tmp.path().join("b.pb")).unwrap();
-    let e = err(tmp.path().to_str().unwrap(), serde_json::Value::Null, Path::new("."));
+    let e = err(
+        tmp.path().to_str().unwrap(),
+        serde_json::Value::Null,
+        Path::new("."),
+    );
     let msg = e.to_string();
     assert!(matches!(e, Error::AmbiguousModel { .. }), "{msg}");
-    assert!(msg.contains("a.pb, b.pb") && msg.contains("model_info"), "{msg}");
+    assert!(
+        msg.contains("a.pb, b.pb") && msg.contains("model_info"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -116,7 +134,11 @@ fn single_model_without_model_info_is_found_and_data_synthesized() {
     )
     .unwrap();
     assert_eq!(r.diagnosis.io.chosen_by, "graph");
-    assert!(r.diagnosis.test_data_source.contains("synthesized"), "{}", r.diagnosis.test_data_source);
+    assert!(
+        r.diagnosis.test_data_source.contains("synthesized"),
+        "{}",
+        r.diagnosis.test_data_source
+    );
 }
 
 #[cfg(unix)]
@@ -126,7 +148,11 @@ fn test_data_outside_model_path() {
     let m = tmp.path().join("m");
     fs::create_dir(&m).unwrap();
     fs::copy(example().join("frozen.pb"), m.join("frozen.pb")).unwrap();
-    fs::copy(example().join("test_data.npy"), tmp.path().join("outside.npy")).unwrap();
+    fs::copy(
+        example().join("test_data.npy"),
+        tmp.path().join("outside.npy"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(tmp.path().join("outside.npy"), m.join("test_data.npy")).unwrap();
     let e = err(m.to_str().unwrap(), example_items(), Path::new("."));
     assert!(matches!(e, Error::OutsideModelPath { .. }), "{e}");
@@ -134,8 +160,7 @@ fn test_data_outside_model_path() {
     // A path that climbs out is refused by validation already.
     let items = serde_json::json!({"frozen.pb": {"test_data": "../outside.npy"}});
     let mut v: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(example().join("service.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs::read_to_string(example().join("service.json")).unwrap()).unwrap();
     v["plugins"][0]["config"]["model_info"] = items;
     assert!(eas_blade::config::load(&v.to_string()).is_err());
 }
@@ -158,7 +183,9 @@ fn feeds_that_do_not_match_the_model() {
     let mut ds = base.clone();
     if let auxdata::Sample::Named(f) = &mut ds.samples[0] {
         let t = f[0].1.to_dtype(auxdata::DType::F64).unwrap();
-        let auxdata::Tensor::F64(mut a) = t else { unreachable!() };
+        let auxdata::Tensor::F64(mut a) = t else {
+            unreachable!()
+        };
         a.iter_mut().for_each(|x| *x += 0.5);
         f[0].1 = auxdata::Tensor::F64(a);
     }
@@ -166,15 +193,23 @@ fn feeds_that_do_not_match_the_model() {
     // A wrong rank.
     let mut ds = base.clone();
     if let auxdata::Sample::Named(f) = &mut ds.samples[0] {
-        let auxdata::Tensor::I32(a) = &f[0].1 else { panic!("int32 ids") };
+        let auxdata::Tensor::I32(a) = &f[0].1 else {
+            panic!("int32 ids")
+        };
         f[0].1 = auxdata::Tensor::I32(a.clone().into_shape_with_order(vec![a.len()]).unwrap());
     }
     write("wrong_rank.npy", &ds);
     fs::write(tmp.path().join("garbage.npy"), b"\x93NUMPY garbage").unwrap();
 
     for (file, want) in [
-        ("wrong_name.npy", vec!["sample 1", "\"input_ids\"", "not an input", "input_ids_a_1"]),
-        ("wrong_dtype.npy", vec!["sample 0", "float64", "int32", "without loss"]),
+        (
+            "wrong_name.npy",
+            vec!["sample 1", "\"input_ids\"", "not an input", "input_ids_a_1"],
+        ),
+        (
+            "wrong_dtype.npy",
+            vec!["sample 0", "float64", "int32", "without loss"],
+        ),
         ("wrong_rank.npy", vec!["sample 0", "shape"]),
         ("garbage.npy", vec!["garbage.npy"]),
     ] {
@@ -209,9 +244,10 @@ fn remote_model_path_gpu_and_o2_are_not_in_this_build() {
     assert!(e.is_not_supported_here(), "{e}");
     assert!(e.to_string().contains("not supported in this build"), "{e}");
 
-    let mut v: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(root().join("fixtures/spec/advanced.json")).unwrap())
-            .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root().join("fixtures/spec/advanced.json")).unwrap(),
+    )
+    .unwrap();
     v["model_path"] = example().to_str().unwrap().into();
     let desc = eas_blade::config::load(&v.to_string()).unwrap().description;
     let out = tempfile::tempdir().unwrap();
@@ -219,21 +255,37 @@ fn remote_model_path_gpu_and_o2_are_not_in_this_build() {
     if cfg!(feature = "cuda") {
         assert!(matches!(e, Error::Unsupported { .. }), "{e}");
     } else {
-        assert!(matches!(e, Error::DisabledInBuild { feature: "cuda", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::DisabledInBuild {
+                    feature: "cuda",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("disabled in this build"), "{e}");
     }
 
     let mut items = example_items();
     items["frozen.pb"]["optimization_level"] = "o2".into();
     let e = err(example().to_str().unwrap(), items, Path::new("."));
-    assert!(e.is_not_supported_here() && e.to_string().contains("o2"), "{e}");
+    assert!(
+        e.is_not_supported_here() && e.to_string().contains("o2"),
+        "{e}"
+    );
 }
 
 #[test]
 fn output_inside_the_model_folder_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     fs::copy(example().join("frozen.pb"), tmp.path().join("frozen.pb")).unwrap();
-    fs::copy(example().join("test_data.npy"), tmp.path().join("test_data.npy")).unwrap();
+    fs::copy(
+        example().join("test_data.npy"),
+        tmp.path().join("test_data.npy"),
+    )
+    .unwrap();
     let before = tree_hash(tmp.path());
     let o = fast_options(&tmp.path().join("out"), None);
     let e = optimize(&service(tmp.path().to_str().unwrap(), example_items()), &o).unwrap_err();

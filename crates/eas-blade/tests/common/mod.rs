@@ -22,8 +22,7 @@ pub fn example() -> PathBuf {
 /// replaced.
 pub fn service(model_path: &str, model_info: serde_json::Value) -> ServiceDescription {
     let mut v: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(example().join("service.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs::read_to_string(example().join("service.json")).unwrap()).unwrap();
     v["model_path"] = model_path.into();
     if model_info.is_null() {
         v["plugins"][0].as_object_mut().unwrap().remove("config");
