@@ -4,15 +4,24 @@
 //! -> baseline -> o1 steps, each checked by the accuracy gate and measured -> final
 //! measurement -> optimized model + report.json in the output folder, through the cache.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let text = std::fs::read_to_string("fixtures/example/service.json")?;
+//! # let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/example");
+//! # let tmp = tempfile::tempdir()?;
+//! # let out = tmp.path().join("out");
+//! let text = std::fs::read_to_string(example.join("service.json"))?;
 //! let service = eas_blade::config::load(&text)?.description;
-//! let mut opts = eas_blade::OptimizeOptions::new("out");
-//! opts.service_dir = "fixtures/example".into();
+//! let mut opts = eas_blade::OptimizeOptions::new(&out);
+//! opts.service_dir = example.clone(); // model_path "." is relative to service.json
+//! # opts.cache_dir = None;
+//! # opts.bench.time = std::time::Duration::from_millis(10);
 //! let report = eas_blade::optimize(&service, &opts)?;
-//! println!("speedup {}", report.overall.speedup);
-//! let model = eas_blade::Model::load("out")?;
+//! assert!(report.optimizations.iter().all(|s| s.status != "rejected"));
+//!
+//! let model = eas_blade::Model::load(&out)?;
+//! let data = eas_blade::auxdata::read_path(example.join("test_data.npy"))?;
+//! let outputs = model.run_sample(&data.samples[0])?;
+//! assert_eq!(outputs[0].0, "l2_normalize");
 //! # Ok(()) }
 //! ```
 
