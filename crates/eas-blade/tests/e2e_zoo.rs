@@ -38,7 +38,15 @@ fn zoo_models() -> Option<Vec<PathBuf>> {
     Some(v)
 }
 
-fn check(dir: &Path, file: &str, items: serde_json::Value) {
+/// Outputs are compared with TensorFlow's, or ONNX Runtime's for models without a GraphDef.
+/// `renames` maps the reference's output names to the model's (the zoo's `onnx_names`).
+fn check(
+    dir: &Path,
+    file: &str,
+    items: serde_json::Value,
+    reference: &str,
+    renames: &serde_json::Value,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let desc = service(dir.to_str().unwrap(), serde_json::json!({ file: items }));
@@ -49,23 +57,28 @@ fn check(dir: &Path, file: &str, items: serde_json::Value) {
     }
     let model = Model::load(&out).unwrap();
     let data = auxdata::read_path(dir.join("test_data.npy")).unwrap();
-    let want = auxdata::read_path(dir.join("reference_tf.npy")).unwrap();
+    let want = auxdata::read_path(dir.join(reference)).unwrap();
     let mut worst = 0f64;
     for (s, w) in data.samples.iter().zip(&want.samples) {
         let got = model.run_sample(s).unwrap();
         for (wn, wt) in w.tensors() {
             let wn = wn.unwrap();
+            let model_name = renames[wn].as_str().unwrap_or(wn);
             let (_, gt) = got
                 .iter()
-                .find(|(n, _)| names_match(n, wn))
+                .find(|(n, _)| names_match(n, model_name))
                 .unwrap_or_else(|| panic!("{file}: no output {wn} in {got:?}"));
             let e = rel_err(&gt.to_f64_vec().unwrap(), &wt.to_f64_vec().unwrap());
             worst = worst.max(e);
-            assert!(e <= 1e-4, "{}/{file} {wn}: {e}", dir.display());
+            assert!(
+                e <= 1e-4,
+                "{}/{file} {wn}: {e} vs {reference}",
+                dir.display()
+            );
         }
     }
     eprintln!(
-        "{}/{file}: {} -> {} (x{}), worst {worst:.2e} vs TensorFlow, {:.1} s",
+        "{}/{file}: {} -> {} (x{}), worst {worst:.2e} vs {reference}, {:.1} s",
         dir.file_name().unwrap().to_string_lossy(),
         report.overall.baseline,
         report.overall.optimized,
@@ -93,6 +106,10 @@ fn zoo_models_optimize_within_the_bound() {
         };
         let files = &m["files"];
         let test_data = files["test_data"].as_str().unwrap_or("test_data.npy");
+        let reference = files["reference_tf"]
+            .as_str()
+            .or(files["reference_ort"].as_str())
+            .expect("a reference");
         let mut checked = 0;
         if let Some(pb) = files["graphdef"].as_str() {
             checked += 1;
@@ -101,11 +118,19 @@ fn zoo_models_optimize_within_the_bound() {
                 pb,
                 serde_json::json!({"inputs": names("inputs"), "outputs": names("outputs"),
                     "test_data": test_data}),
+                reference,
+                &serde_json::Value::Null,
             );
         }
         if let Some(onnx) = files["onnx"].as_str() {
             checked += 1;
-            check(&dir, onnx, serde_json::json!({"test_data": test_data}));
+            check(
+                &dir,
+                onnx,
+                serde_json::json!({"test_data": test_data}),
+                reference,
+                &m["onnx_names"]["outputs"],
+            );
         }
         assert!(
             checked > 0,
