@@ -824,7 +824,8 @@ fn inside(root: &Path, rel: &str, item: &'static str) -> Result<PathBuf> {
 fn check_output_outside(output: &Path, model_folder: &Path) -> Result<()> {
     let out = lenient_canonical(output);
     let folder = fs::canonicalize(model_folder).map_err(|e| Error::io(model_folder, e))?;
-    if out.starts_with(&folder) {
+    // Also refused: an output folder whose `model/` would replace the model folder itself.
+    if out.starts_with(&folder) || folder.starts_with(out.join(MODEL_DIR)) {
         return Err(Error::OutputInsideModel {
             output: output.to_path_buf(),
             root: model_folder.to_path_buf(),
@@ -929,6 +930,18 @@ fn publish(src: &Path, out: &Path, report: &Report) -> Result<()> {
     );
     let tmp = out.join(format!(".tmp-{MODEL_DIR}-{stamp}"));
     let dest = out.join(MODEL_DIR);
+    // Only an earlier result is replaced, never a folder of the user's that has our name.
+    if let Ok(meta) = fs::symlink_metadata(&dest) {
+        let ours = meta.is_dir()
+            && (dest.join(crate::artifact::MODEL_FILE).is_file()
+                || fs::read_dir(&dest).is_ok_and(|mut d| d.next().is_none()));
+        if !ours {
+            return Err(Error::NotAModel {
+                path: dest,
+                what: "exists and is not an optimized model written by eas-blade; refusing to replace it (choose another --output)".into(),
+            });
+        }
+    }
     let result = (|| {
         copy_dir(&src.join(MODEL_DIR), &tmp)?;
         if fs::symlink_metadata(&dest).is_ok() {

@@ -291,6 +291,34 @@ fn output_inside_the_model_folder_is_refused() {
     let e = optimize(&service(tmp.path().to_str().unwrap(), example_items()), &o).unwrap_err();
     assert!(matches!(e, Error::OutputInsideModel { .. }), "{e}");
     assert_eq!(tree_hash(tmp.path()), before);
+
+    // A model folder named `model` with --output at its parent: the output's model/ would
+    // replace the user's folder. Refused, and the folder survives.
+    let parent = tempfile::tempdir().unwrap();
+    let m = parent.path().join("model");
+    fs::create_dir(&m).unwrap();
+    fs::copy(example().join("frozen.pb"), m.join("frozen.pb")).unwrap();
+    fs::copy(example().join("test_data.npy"), m.join("test_data.npy")).unwrap();
+    let before = tree_hash(&m);
+    let o = fast_options(parent.path(), None);
+    let e = optimize(&service(m.to_str().unwrap(), example_items()), &o).unwrap_err();
+    assert!(matches!(e, Error::OutputInsideModel { .. }), "{e}");
+    assert_eq!(tree_hash(&m), before);
+}
+
+#[test]
+fn a_folder_of_the_users_named_model_is_not_replaced() {
+    let out = tempfile::tempdir().unwrap();
+    fs::create_dir(out.path().join("model")).unwrap();
+    fs::write(out.path().join("model/notes.txt"), b"mine").unwrap();
+    let o = fast_options(out.path(), None);
+    let e = optimize(&service(example().to_str().unwrap(), example_items()), &o).unwrap_err();
+    assert!(e.to_string().contains("refusing to replace"), "{e}");
+    assert_eq!(
+        fs::read(out.path().join("model/notes.txt")).unwrap(),
+        b"mine"
+    );
+    assert!(!out.path().join("report.json").exists());
 }
 
 #[test]
