@@ -244,6 +244,7 @@ pub fn optimize(service: &ServiceDescription, opts: &OptimizeOptions) -> Result<
     let mut kb = KeyBuilder::new()
         .part("pipeline", PIPELINE_VERSION.as_bytes())
         .part("engine", env!("CARGO_PKG_VERSION").as_bytes())
+        .part("build", build_id().as_bytes())
         .file("model", &model_file)?;
     if let Some(t) = &test_data {
         kb = kb.file("test_data", t)?;
@@ -965,6 +966,24 @@ fn publish(src: &Path, out: &Path, report: &Report) -> Result<()> {
         &out.join(REPORT_FILE),
         &serde_json::to_vec_pretty(report).expect("the report serializes"),
     )
+}
+
+/// Tells builds apart so that a rebuilt engine does not reuse results of the old one: the
+/// running executable's size and modification time (cheap; the same image gives the same id
+/// on every instance of a scale-out).
+fn build_id() -> String {
+    std::env::current_exe()
+        .and_then(fs::metadata)
+        .map(|m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{}-{t}", m.len())
+        })
+        .unwrap_or_default()
 }
 
 fn num_cpus() -> usize {
