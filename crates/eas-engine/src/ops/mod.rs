@@ -15,6 +15,7 @@ pub mod deconv;
 pub mod einsum;
 pub mod index;
 pub mod loss;
+pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -29,9 +30,19 @@ pub use array::{
 };
 pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
+pub use deconv::{ConvTranspose, DeconvPadding};
+pub use einsum::Einsum;
+pub use index::{
+    Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
+    ScatterReduction, TopK, Trilu,
+};
+pub use loss::{LossReduction, NllLoss};
+pub use math::{Math, MathOp};
 pub use matmul::{Gemm, MatMul};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use reduce::{ArgReduce, Reduce, ReduceOp};
+pub use resize::Resize;
+pub use rnn::{Rnn, RnnCell, RnnDirection};
 pub use unary::{Unary, UnaryOp};
 
 /// An operation. Implementations are plain data; `op_common!()` writes the boilerplate.
@@ -150,6 +161,7 @@ pub fn registry() -> &'static OpRegistry {
         einsum::register(&mut r);
         index::register(&mut r);
         loss::register(&mut r);
+        math::register(&mut r);
         matmul::register(&mut r);
         norm::register(&mut r);
         reduce::register(&mut r);

@@ -9,6 +9,7 @@ pub mod deconv;
 pub mod einsum;
 pub mod index;
 pub mod loss;
+pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
@@ -25,6 +26,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     einsum::register(r);
     index::register(r);
     loss::register(r);
+    math::register(r);
     matmul::register(r);
     norm::register(r);
     reduce::register(r);

@@ -281,7 +281,9 @@ impl<'a> NodeCtx<'a> {
     /// Adds a node with one output.
     pub fn add(&mut self, op: impl Into<Box<dyn Op>>, inputs: &[ValueId]) -> Result<ValueId> {
         let name = self.fresh();
-        self.graph.add_node1(name, op, inputs)
+        let v = self.graph.add_node1(name, op, inputs)?;
+        self.fold_small(&[v]);
+        Ok(v)
     }
     /// Adds a node with several outputs.
     pub fn add_multi(
@@ -290,7 +292,52 @@ impl<'a> NodeCtx<'a> {
         inputs: &[ValueId],
     ) -> Result<Vec<ValueId>> {
         let name = self.fresh();
-        self.graph.add_node(name, op, inputs)
+        let outs = self.graph.add_node(name, op, inputs)?;
+        self.fold_small(&outs);
+        Ok(outs)
+    }
+
+    /// Evaluates a just-added node whose inputs are all small constants (the shape
+    /// arithmetic exporters emit: Shape -> Size -> Sub -> ConstantOfShape -> Concat), so that
+    /// later builders that need constant shapes see them. Larger data is left to the
+    /// constant-folding pass; a node without a CPU kernel is left as it is.
+    fn fold_small(&mut self, outs: &[ValueId]) {
+        const MAX_ELEMS: usize = 1024;
+        let Some(&first) = outs.first() else { return };
+        if outs.iter().all(|&v| self.graph.konst(v).is_some()) {
+            return;
+        }
+        let Some((id, node)) = self.graph.producer(first) else {
+            return;
+        };
+        let ins: Option<Vec<Tensor>> = node
+            .inputs
+            .iter()
+            .map(|&v| {
+                self.graph
+                    .konst(v)
+                    .filter(|t| t.len() <= MAX_ELEMS)
+                    .cloned()
+            })
+            .collect();
+        let Some(ins) = ins else { return };
+        let small = outs.iter().all(|&v| {
+            self.graph
+                .fact(v)
+                .shape
+                .volume()
+                .is_some_and(|n| n <= MAX_ELEMS)
+        });
+        if !small {
+            return;
+        }
+        let Ok(tensors) = crate::cpu::eval_op(node.op.as_ref(), &ins) else {
+            return;
+        };
+        for (&v, t) in outs.iter().zip(tensors) {
+            self.graph.set_const(v, t);
+        }
+        self.graph.remove_node(id);
     }
     /// Adds a constant.
     pub fn konst(&mut self, t: Tensor) -> ValueId {

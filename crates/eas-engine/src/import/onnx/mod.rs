@@ -8,7 +8,9 @@ mod ctx;
 mod deconv;
 mod einsum;
 mod index;
+mod layout;
 mod loss;
+mod math;
 mod ops;
 pub mod proto;
 mod resize;
@@ -57,7 +59,9 @@ pub fn registry() -> &'static OnnxRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        layout::register(&mut r);
         loss::register(&mut r);
+        math::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
         r
