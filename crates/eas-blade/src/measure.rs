@@ -61,3 +61,38 @@ pub fn measure(model: &Model, inputs: &[Tensor], budget: &BenchBudget) -> Result
     }
     Ok(Latency::from_samples(&times, model.threads()).expect("at least one run"))
 }
+
+/// Measures two models on the same inputs in alternating rounds, so that drift on a shared
+/// machine (other processes, frequency changes) falls on both alike. Each gets `budget`.
+pub fn measure_pair(
+    a: &Model,
+    b: &Model,
+    inputs: &[Tensor],
+    budget: &BenchBudget,
+) -> Result<(Latency, Latency)> {
+    const ROUNDS: u32 = 6;
+    for _ in 0..budget.warmup {
+        a.run_engine(inputs)?;
+        b.run_engine(inputs)?;
+    }
+    let per_round = budget.time / ROUNDS;
+    let min_per_round = budget.min_runs.div_ceil(ROUNDS as usize);
+    let max_per_round = (budget.max_runs / ROUNDS as usize).max(1);
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for (m, times) in [(a, &mut ta), (b, &mut tb)] {
+            let start = Instant::now();
+            let mut n = 0;
+            while n < max_per_round && (n < min_per_round || start.elapsed() < per_round) {
+                let t = Instant::now();
+                m.run_engine(inputs)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                n += 1;
+            }
+        }
+    }
+    Ok((
+        Latency::from_samples(&ta, a.threads()).expect("at least one run"),
+        Latency::from_samples(&tb, b.threads()).expect("at least one run"),
+    ))
+}

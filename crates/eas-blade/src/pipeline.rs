@@ -42,7 +42,7 @@ use crate::archive::{self, ModelLocation, UnpackLimits};
 use crate::cache::{Cache, KeyBuilder};
 use crate::error::{Error, Result};
 use crate::feeds::{self, InputSpec};
-use crate::measure::{BenchBudget, measure};
+use crate::measure::{BenchBudget, measure, measure_pair};
 use crate::model::{self, Model, ModelFormat, REPORT_FILE};
 use crate::progress::{Event, Progress};
 use crate::report::{
@@ -421,8 +421,7 @@ pub fn optimize(service: &ServiceDescription, opts: &OptimizeOptions) -> Result<
             ),
         });
     }
-    let base_lat = measure(&baseline, &inputs[0], &opts.bench)?;
-    let opt_lat = measure(&optimized, &inputs[0], &opts.bench)?;
+    let (base_lat, opt_lat) = measure_pair(&baseline, &optimized, &inputs[0], &opts.bench)?;
 
     let shape_sigs: std::collections::HashSet<Vec<Vec<usize>>> = inputs
         .iter()
