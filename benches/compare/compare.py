@@ -97,13 +97,15 @@ def main():
             man = os.path.join(args.zoo, name, "manifest.json")
             if not os.path.exists(man):
                 continue
-            m = json.load(open(man))
+            files = json.load(open(man))["files"]
             d = os.path.join(args.zoo, name)
-            onnx_file = os.path.join(d, m["onnx"]) if m.get("onnx") else None
-            ours = os.path.join(d, m.get("graphdef") or m["onnx"])
-            data = os.path.join(d, m["test_data"])
-            if onnx_file:
-                models.append((name, onnx_file, ours, data))
+            if not files.get("onnx"):
+                continue
+            onnx_file = os.path.join(d, files["onnx"])
+            # Ours runs what the user deploys: the GraphDef where there is one.
+            ours = os.path.join(d, files.get("graphdef") or files["onnx"])
+            data = os.path.join(d, files["test_data"])
+            models.append((name, onnx_file, ours, data))
     if not models:
         raise SystemExit("no models: pass --model or --zoo")
 

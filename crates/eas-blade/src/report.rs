@@ -213,6 +213,8 @@ pub struct CacheInfo {
 
 fn ms_str(ms: Option<f64>) -> String {
     match ms {
+        // Sub-millisecond models keep three significant-ish digits.
+        Some(v) if v.is_finite() && v < 1.0 => format!("{v:.3} ms"),
         Some(v) if v.is_finite() => format!("{v:.2} ms"),
         _ => "na".into(),
     }

@@ -1,5 +1,6 @@
 //! The spec's command line `blade --mode eas_plugin --optimize_for cpu|gpu`: parses, validates
-//! the service file, and says plainly that optimization is not in this build yet.
+//! the service file, then optimizes (exit 0), or says plainly what this build cannot do
+//! (exit 3: GPU without the cuda feature, remote model_path).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,26 +22,92 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn bundled_example_validates_then_says_not_implemented() {
+fn bundled_example_optimizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
     let o = blade_in(
-        &root().join("fixtures/example"),
-        &["--mode", "eas_plugin", "--optimize_for", "cpu"],
+        &root(),
+        &[
+            "--mode",
+            "eas_plugin",
+            "--optimize_for",
+            "cpu",
+            "--service",
+            "fixtures/example/service.json",
+            "--output",
+            out.to_str().unwrap(),
+            "--cache",
+            tmp.path().join("cache").to_str().unwrap(),
+            "--threads",
+            "1",
+            "--bench-ms",
+            "20",
+        ],
     );
     let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(3), "{e}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{e}");
     assert!(
-        e.contains("service.json is valid: optimize frozen.pb"),
+        e.contains("[OK] Executing plugin eas-plugin-")
+            && e.contains(": registry.cn-shanghai.aliyuncs.com/eas/pai-blade-deploy:cpu_latest"),
         "{e}"
     );
     assert!(
-        e.contains("tensorflow_cpu_1.15") && e.contains("for cpu at o1"),
-        "{e}"
+        stdout.contains("Optimized frozen.pb (frozen_pb) for cpu at o1"),
+        "{stdout}"
     );
-    assert!(e.contains("not implemented in this build yet"), "{e}");
+    assert!(stdout.contains("l2_normalize: max abs error"), "{stdout}");
+    assert!(out.join("report.json").is_file() && out.join("model/model.json").is_file());
+    // The id in the log line is the start of the cache key in the report.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let key = report["cache"]["key"].as_str().unwrap();
+    assert!(e.contains(&format!("eas-plugin-{}:", &key[..8])), "{e}");
+    // --json prints the report itself; a second run is a cache hit.
+    let o = blade_in(
+        &root(),
+        &[
+            "--mode",
+            "eas_plugin",
+            "--optimize_for",
+            "cpu",
+            "--service",
+            "fixtures/example/service.json",
+            "--output",
+            out.to_str().unwrap(),
+            "--cache",
+            tmp.path().join("cache").to_str().unwrap(),
+            "--threads",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cache"]["hit"], true);
+    assert!(stderr(&o).contains("reused from the cache"));
 }
 
 #[test]
-fn service_model_dir_and_output_flags() {
+fn output_inside_the_model_folder_is_refused() {
+    let o = blade_in(
+        &root().join("fixtures/example"),
+        &[
+            "--mode",
+            "eas_plugin",
+            "--optimize_for",
+            "cpu",
+            "--no-cache",
+        ],
+    );
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("never written to"), "{e}");
+    assert!(!root().join("fixtures/example/eas-blade-output").exists());
+}
+
+#[test]
+fn gpu_is_disabled_in_this_build() {
     let out = tempfile::tempdir().unwrap();
     let o = blade_in(
         &root(),
@@ -55,12 +122,17 @@ fn service_model_dir_and_output_flags() {
             "fixtures/example",
             "--output",
             out.path().to_str().unwrap(),
+            "--no-cache",
         ],
     );
     let e = stderr(&o);
+    if cfg!(feature = "cuda") {
+        assert_eq!(o.status.code(), Some(3), "{e}");
+        return;
+    }
     assert_eq!(o.status.code(), Some(3), "{e}");
     assert!(
-        e.contains("fixtures/example") && e.contains("for gpu"),
+        e.contains("disabled in this build") && e.contains("cuda"),
         "{e}"
     );
     assert_eq!(

@@ -1,18 +1,85 @@
+//! `blade bench MODEL [--data FILE] [--threads N] [--runs N] [--json]`: median and p90
+//! latency of a model (original or optimized) on the first sample of the data (or on inputs
+//! synthesized from the model's shapes). `--json` prints exactly
+//! `{"median_ms", "p90_ms", "runs", "threads"}` (benches/compare/compare.py reads it).
+
 use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use eas_blade::{BenchBudget, LoadOptions, Model, feeds, measure::measure};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// A model file, an optimized artifact folder, or an optimizer output folder.
     pub model: PathBuf,
+    /// Aux-data file; its first sample is measured. Without it, inputs are synthesized.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Intra-op threads (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Measured runs (default: as many as fit in one second, at least 5).
     #[arg(long)]
     pub runs: Option<usize>,
+    /// Print {"median_ms", "p90_ms", "runs", "threads"}.
     #[arg(long)]
     pub json: bool,
+    /// Measure an original model as imported, without the lossless o1 passes.
+    #[arg(long = "no-optimize")]
+    pub no_optimize: bool,
 }
 
-pub fn main(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`blade bench` is not implemented yet")
+pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.threads == Some(0) || args.runs == Some(0) {
+        anyhow::bail!("--threads and --runs must be at least 1");
+    }
+    let opts = LoadOptions {
+        threads: args.threads,
+        optimize: !args.no_optimize,
+        ..LoadOptions::default()
+    };
+    let model = Model::load_with(&args.model, &opts)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let sample = match &args.data {
+        Some(d) => eas_auxdata::read_path(d)
+            .with_context(|| format!("cannot read {}", d.display()))?
+            .samples
+            .into_iter()
+            .next()
+            .with_context(|| format!("{} holds no samples", d.display()))?,
+        None => eas_blade::pipeline::synthesize_for(model.inputs())?
+            .into_iter()
+            .next()
+            .context("no sample")?,
+    };
+    let inputs = feeds::bind(model.inputs(), &sample, "the first sample")?;
+    let budget = match args.runs {
+        Some(n) => BenchBudget::runs(n),
+        None => BenchBudget {
+            time: std::time::Duration::from_secs(1),
+            ..BenchBudget::default()
+        },
+    };
+    let lat = measure(&model, &inputs, &budget)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "median_ms": lat.median_ms,
+                "p90_ms": lat.p90_ms,
+                "runs": lat.runs,
+                "threads": lat.threads,
+            })
+        );
+    } else {
+        println!(
+            "{}: median {:.3} ms, p90 {:.3} ms over {} runs, {} threads",
+            args.model.display(),
+            lat.median_ms,
+            lat.p90_ms,
+            lat.runs,
+            lat.threads
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,21 +1,29 @@
 //! Blade's own command line, as EAS runs it: `blade --mode eas_plugin --optimize_for cpu|gpu`.
 //!
-//! For now this front door reads and validates the service description, resolves where the
-//! model is and what would be optimized, then says plainly that the optimization itself is not
-//! in this build yet. Exit status: 1 invalid description (or it disagrees with the command
-//! line), 2 usage error or unreadable file, 3 valid but not optimized (not implemented yet).
+//! Validates the service description, then runs the pipeline (`eas_blade::optimize`): the
+//! optimized model and report.json go to `--output`, a summary to stdout, progress and the
+//! spec's `[OK] ...` log lines to stderr. Exit status: 0 optimized; 1 invalid description (or
+//! it disagrees with the command line) or the optimization failed (bad model, bad test data);
+//! 2 usage error or unreadable file; 3 valid, but this build cannot do it (remote model_path,
+//! GPU without the `cuda` feature, o2).
 
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::Arc,
+    time::Duration,
 };
 
+use eas_blade::{
+    BenchBudget, Event, OptimizeOptions,
+    report::{Report, StepStatus},
+};
 use eas_config::{Device, Diagnostic, catalog, diag::sanitize};
 
 use crate::validate::{EXIT_INVALID, EXIT_UNREADABLE, check_file, summary};
 
-/// Valid input, but this build cannot optimize yet.
-pub const EXIT_NOT_IMPLEMENTED: u8 = 3;
+/// Valid input, but this build cannot do it (remote model_path, GPU, o2).
+pub const EXIT_NOT_SUPPORTED: u8 = 3;
 
 /// Blade's own command line, as EAS runs it: `blade --mode eas_plugin --optimize_for cpu|gpu`.
 #[derive(clap::Args, Debug)]
@@ -29,20 +37,38 @@ pub struct PluginArgs {
     /// The service description.
     #[arg(long, default_value = "service.json")]
     pub service: PathBuf,
-    /// Use this local folder instead of the description's model_path.
+    /// Use this local folder (or model file, or package) instead of the description's
+    /// model_path.
     #[arg(long = "model-dir")]
     pub model_dir: Option<PathBuf>,
-    /// Where the optimized model and report.json go.
+    /// Where the optimized model and report.json go (never inside the model folder).
+    #[arg(long, default_value = "eas-blade-output")]
+    pub output: PathBuf,
+    /// Cache folder (default: $EAS_BLADE_CACHE, else ~/.cache/eas-blade).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Do not read or write the cache.
+    #[arg(long = "no-cache", conflicts_with = "cache")]
+    pub no_cache: bool,
+    /// Intra-op threads for measuring (default: one per CPU).
     #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub threads: Option<usize>,
+    /// Milliseconds of measured runs per latency measurement (at least 5 runs each).
+    #[arg(long = "bench-ms", default_value_t = 300)]
+    pub bench_ms: u64,
+    /// Print report.json to stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: blade --mode eas_plugin --optimize_for cpu|gpu [--service FILE] [--model-dir DIR] [--output DIR]"
+        "usage: blade --mode eas_plugin --optimize_for cpu|gpu [--service FILE] [--model-dir DIR] [--output DIR] [--cache DIR | --no-cache] [--threads N]"
     );
-    eprintln!("       blade validate FILE | blade schema | blade --help");
+    eprintln!(
+        "       blade validate FILE | blade run MODEL --data FILE | blade bench MODEL | blade --help"
+    );
     ExitCode::from(EXIT_UNREADABLE)
 }
 
@@ -62,6 +88,9 @@ pub fn main(args: PluginArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(p) => return Ok(usage(&p.to_string())),
     };
+    if args.threads == Some(0) {
+        return Ok(usage("--threads must be at least 1"));
+    }
 
     let (value, diags) = match check_file(&args.service) {
         Ok(x) => x,
@@ -97,56 +126,182 @@ pub fn main(args: PluginArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_INVALID));
     }
+    if let Some(dir) = &args.model_dir
+        && !dir.exists()
+    {
+        eprintln!("error: --model-dir {} does not exist", dir.display());
+        return Ok(ExitCode::from(EXIT_UNREADABLE));
+    }
 
-    let model = match &args.model_dir {
-        Some(dir) => {
-            if !dir.exists() {
-                eprintln!("error: --model-dir {} does not exist", dir.display());
-                return Ok(ExitCode::from(EXIT_UNREADABLE));
-            }
-            dir.clone()
-        }
-        None => {
-            let service_dir = args
-                .service
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            match desc.local_model_path(service_dir) {
-                Ok(p) => p,
-                Err(e @ eas_config::Error::RemoteModelPath { .. }) => {
-                    eprintln!("error: {}", sanitize(&e.to_string()));
-                    return Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED));
-                }
-                Err(e) => {
-                    eprintln!("error: {}", sanitize(&e.to_string()));
-                    return Ok(ExitCode::from(EXIT_INVALID));
-                }
-            }
-        }
+    let service_dir = args
+        .service
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut opts = OptimizeOptions::new(&args.output);
+    opts.service_dir = service_dir;
+    opts.model_dir = args.model_dir.clone();
+    opts.threads = args.threads;
+    opts.device = Some(device);
+    opts.bench = BenchBudget {
+        time: Duration::from_millis(args.bench_ms),
+        ..BenchBudget::default()
     };
+    if args.no_cache {
+        opts.cache_dir = None;
+    } else if let Some(c) = &args.cache {
+        opts.cache_dir = Some(c.clone());
+    }
+    let bar = Arc::new(progress_bar());
+    let shown = bar.clone();
+    opts.progress = Some(Arc::new(move |e: &Event<'_>| render(&shown, e)));
 
-    let model_file = opt.model_file.as_deref().unwrap_or("(found automatically)");
-    eprintln!(
-        "{} is valid: optimize {} in {} ({} processor {}) for {} at {}{}",
-        args.service.display(),
-        sanitize(model_file),
-        sanitize(&model.display().to_string()),
-        opt.framework,
-        opt.processor.name,
-        opt.device,
-        opt.level,
-        opt.test_data
-            .as_deref()
-            .map(|t| format!(", test data {}", sanitize(t)))
-            .unwrap_or_default(),
+    let started = std::time::Instant::now();
+    let result = eas_blade::optimize(&desc, &opts);
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            eprintln!(
+                "[OK] Optimization finished in {:.2} s{}",
+                started.elapsed().as_secs_f64(),
+                if report.cache.hit {
+                    " (reused from the cache)"
+                } else {
+                    ""
+                }
+            );
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_summary(&report, &args.output);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {}", sanitize(&e.to_string()));
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                // The facade's messages already hold their source's text; only add new detail.
+                let s_text = s.to_string();
+                if !e.to_string().contains(&s_text) {
+                    eprintln!("  caused by: {}", sanitize(&s_text));
+                }
+                src = s.source();
+            }
+            eprintln!("nothing was written to {}", args.output.display());
+            let code = if e.is_not_supported_here() {
+                EXIT_NOT_SUPPORTED
+            } else {
+                EXIT_INVALID
+            };
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    // Drawn only on a terminal; in EAS logs and tests only the [OK] lines appear.
+    pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn render(pb: &indicatif::ProgressBar, e: &Event<'_>) {
+    match e {
+        Event::Stage { name, detail } => pb.set_message(format!("{name}: {detail}")),
+        Event::Executing { plugin, image } => {
+            pb.suspend(|| eprintln!("[OK] Executing plugin {plugin}: {image}"));
+        }
+        Event::CacheHit { key } => {
+            pb.suspend(|| eprintln!("[OK] Reusing the cached optimization {}", &key[..12]));
+        }
+        Event::StepStarted { index, total, name } => {
+            pb.set_message(format!("step {}/{total}: {name}", index + 1));
+        }
+        Event::StepDone { record, .. } => {
+            pb.suspend(|| {
+                eprintln!(
+                    "[OK] {} {}: {} -> {} ({}){}",
+                    record.name,
+                    record.status,
+                    record.pre_run,
+                    record.post_run,
+                    record.speedup,
+                    record
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )
+            });
+        }
+        Event::Warning(w) => pb.suspend(|| eprintln!("warning: {w}")),
+    }
+}
+
+fn print_summary(r: &Report, out: &Path) {
+    println!(
+        "Optimized {} ({}) for {} at {}: {} test samples ({}), shapes {}",
+        r.diagnosis.model,
+        r.model_info.input_format,
+        r.hardware_context.device_type,
+        r.config["optimization_level"].as_str().unwrap_or("o1"),
+        r.accuracy.samples,
+        r.diagnosis.test_data_source,
+        r.diagnosis.shape_variation,
     );
-    eprintln!(
-        "error: optimization is not implemented in this build yet (it arrives with the pipeline); nothing was written{}",
-        args.output
-            .as_deref()
-            .map(|o| format!(" to {}", o.display()))
-            .unwrap_or_default()
+    println!(
+        "  inputs {:?}, outputs {:?} (chosen by {})",
+        r.diagnosis.io.inputs, r.diagnosis.io.outputs, r.diagnosis.io.chosen_by
     );
-    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+    println!(
+        "  {:<40} {:<10} {:>10} {:>10} {:>8}",
+        "step", "status", "pre_run", "post_run", "speedup"
+    );
+    for s in &r.optimizations {
+        println!(
+            "  {:<40} {:<10} {:>10} {:>10} {:>8}",
+            s.name, s.status, s.pre_run, s.post_run, s.speedup
+        );
+    }
+    let kept = r
+        .optimizations
+        .iter()
+        .filter(|s| s.status == StepStatus::Effective.as_str())
+        .count();
+    println!(
+        "  overall: {} -> {} (speedup {}; median of {}/{} runs, p90 {:.2}/{:.2} ms, {} threads); {kept} steps kept",
+        r.overall.baseline,
+        r.overall.optimized,
+        r.overall.speedup,
+        r.measurements.baseline.runs,
+        r.measurements.optimized.runs,
+        r.measurements.baseline.p90_ms,
+        r.measurements.optimized.p90_ms,
+        r.measurements.optimized.threads,
+    );
+    let b = &r.accuracy.bound;
+    println!(
+        "  accuracy vs the original on every sample (bound: max abs error <= {:.0e} x max(1, max |reference|), cosine >= {}):",
+        b.max_rel_abs_error, b.min_cosine
+    );
+    for o in &r.accuracy.outputs {
+        println!(
+            "    {}: max abs error {:.3e} (relative {:.3e}), cosine {:.7}",
+            o.name, o.figures.max_abs_error, o.figures.rel_abs_error, o.figures.cosine
+        );
+    }
+    println!(
+        "  optimized model: {}  report: {}  cache: {} ({})",
+        out.join(&r.optimized_model).display(),
+        out.join(eas_blade::model::REPORT_FILE).display(),
+        if r.cache.hit { "hit" } else { "miss" },
+        &r.cache.key[..12.min(r.cache.key.len())]
+    );
+    println!(
+        "  serve it: eas_blade::Model::load({:?})?.run(&feeds)",
+        out.display().to_string()
+    );
 }

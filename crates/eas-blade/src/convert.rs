@@ -1,0 +1,137 @@
+//! Tensors between the aux-data crate (what users feed, what `blade run` writes) and the
+//! engine (what runs). Lives in the facade because config and aux data must not know the
+//! engine.
+
+use eas_auxdata::{DType as ADType, Tensor as ATensor, ndarray::ArrayD, ndarray::IxDyn};
+use eas_engine::{DType as EDType, Tensor as ETensor};
+
+/// The aux-data dtype that holds an engine dtype exactly.
+pub fn aux_dtype(d: EDType) -> ADType {
+    match d {
+        EDType::F32 => ADType::F32,
+        EDType::F16 => ADType::F16,
+        EDType::BF16 => ADType::BF16,
+        EDType::F64 => ADType::F64,
+        EDType::I8 => ADType::I8,
+        EDType::U8 => ADType::U8,
+        EDType::I16 => ADType::I16,
+        EDType::I32 => ADType::I32,
+        EDType::I64 => ADType::I64,
+        EDType::Bool => ADType::Bool,
+    }
+}
+
+/// The engine dtype of an aux-data dtype, if the engine has it.
+pub fn engine_dtype(d: ADType) -> Option<EDType> {
+    Some(match d {
+        ADType::F32 => EDType::F32,
+        ADType::F16 => EDType::F16,
+        ADType::BF16 => EDType::BF16,
+        ADType::F64 => EDType::F64,
+        ADType::I8 => EDType::I8,
+        ADType::U8 => EDType::U8,
+        ADType::I16 => EDType::I16,
+        ADType::I32 => EDType::I32,
+        ADType::I64 => EDType::I64,
+        ADType::Bool => EDType::Bool,
+        ADType::U16 | ADType::U32 | ADType::U64 | ADType::Str | ADType::Bytes => return None,
+    })
+}
+
+/// Why a conversion failed, for the caller to name the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertError(pub String);
+
+fn contiguous<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
+    // `iter()` walks in logical (C) order whatever the memory layout.
+    match a.as_slice() {
+        Some(s) => s.to_vec(),
+        None => a.iter().cloned().collect(),
+    }
+}
+
+/// An aux-data tensor as an engine tensor of the same dtype (C order).
+pub fn to_engine(t: &ATensor) -> Result<ETensor, ConvertError> {
+    let shape = t.shape().to_vec();
+    let r = match t {
+        ATensor::F32(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::F64(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::F16(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::BF16(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::I8(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::U8(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::I16(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::I32(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::I64(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::Bool(a) => ETensor::from_vec(&shape, contiguous(a)),
+        other => {
+            return Err(ConvertError(format!(
+                "{} tensors are not supported by the engine",
+                other.dtype()
+            )));
+        }
+    };
+    r.map_err(|e| ConvertError(e.to_string()))
+}
+
+fn array<T: eas_engine::Datum + Clone>(t: &ETensor) -> Result<ArrayD<T>, ConvertError> {
+    let v = t
+        .as_slice::<T>()
+        .map_err(|e| ConvertError(e.to_string()))?
+        .to_vec();
+    ArrayD::from_shape_vec(IxDyn(t.shape()), v).map_err(|e| ConvertError(e.to_string()))
+}
+
+/// An engine tensor as an aux-data tensor of the same dtype.
+pub fn from_engine(t: &ETensor) -> Result<ATensor, ConvertError> {
+    Ok(match t.dtype() {
+        EDType::F32 => ATensor::F32(array(t)?),
+        EDType::F16 => ATensor::F16(array(t)?),
+        EDType::BF16 => ATensor::BF16(array(t)?),
+        EDType::F64 => ATensor::F64(array(t)?),
+        EDType::I8 => ATensor::I8(array(t)?),
+        EDType::U8 => ATensor::U8(array(t)?),
+        EDType::I16 => ATensor::I16(array(t)?),
+        EDType::I32 => ATensor::I32(array(t)?),
+        EDType::I64 => ATensor::I64(array(t)?),
+        EDType::Bool => ATensor::Bool(array(t)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eas_auxdata::ndarray::{Array2, ShapeBuilder};
+
+    #[test]
+    fn round_trip_every_engine_dtype() {
+        for d in EDType::ALL {
+            let e = ETensor::from_vec(&[2, 3], vec![1i64, 0, 3, 4, 0, 6])
+                .unwrap()
+                .cast(d)
+                .unwrap();
+            let a = from_engine(&e).unwrap();
+            assert_eq!(a.dtype(), aux_dtype(d));
+            assert_eq!(a.shape(), &[2, 3]);
+            let back = to_engine(&a).unwrap();
+            assert_eq!(back.dtype(), d);
+            assert_eq!(back.as_bytes(), e.as_bytes(), "{d}");
+        }
+    }
+
+    #[test]
+    fn fortran_order_arrays_keep_logical_order() {
+        let f = Array2::from_shape_vec((2, 2).f(), vec![1f32, 3., 2., 4.]).unwrap();
+        let e = to_engine(&ATensor::F32(f.into_dyn())).unwrap();
+        assert_eq!(e.as_slice::<f32>().unwrap(), &[1., 2., 3., 4.]);
+    }
+
+    #[test]
+    fn strings_and_wide_unsigned_are_refused() {
+        let s = ATensor::Str(ArrayD::from_elem(IxDyn(&[1]), "a".to_string()));
+        assert!(to_engine(&s).unwrap_err().0.contains("str"));
+        let u = ATensor::U32(ArrayD::from_elem(IxDyn(&[1]), 1));
+        assert!(to_engine(&u).is_err());
+        assert_eq!(engine_dtype(ADType::U64), None);
+    }
+}
