@@ -246,6 +246,20 @@ pub fn optimize(service: &ServiceDescription, opts: &OptimizeOptions) -> Result<
         .part("engine", env!("CARGO_PKG_VERSION").as_bytes())
         .part("build", build_id().as_bytes())
         .file("model", &model_file)?;
+    if format == ModelFormat::Onnx {
+        // External weights change the result as much as the model file does. Only files that
+        // exist inside the model's folder are hashed; import refuses any other location.
+        for f in eas_engine::import::onnx::external_data_files(&model_file)
+            .map_err(|e| Error::engine(format!("importing {}", model_file.display()), e))?
+        {
+            let inside = f
+                .strip_prefix(model_file.parent().unwrap_or(Path::new(".")))
+                .is_ok_and(|rel| rel.components().all(|c| matches!(c, Component::Normal(_))));
+            if inside && f.is_file() {
+                kb = kb.file("external_data", &f)?;
+            }
+        }
+    }
     if let Some(t) = &test_data {
         kb = kb.file("test_data", t)?;
     }

@@ -335,3 +335,84 @@ fn unsupported_model_formats_say_what_to_do() {
     assert!(matches!(e, Error::Engine { .. }), "{e}");
     assert!(e.to_string().contains("broken.pb"), "{e}");
 }
+
+/// An ONNX model whose weights live in an external-data file: `y = x + w`, w from `w.bin`.
+fn write_external_data_model(dir: &Path, w: [f32; 4]) {
+    use eas_engine::import::onnx::proto::*;
+    use prost::Message;
+    let vi = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: vec![Dimension {
+                        dim_value: Some(4),
+                        ..Default::default()
+                    }],
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let entry = |k: &str, v: &str| StringStringEntryProto {
+        key: k.into(),
+        value: v.into(),
+    };
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                op_type: "Add".into(),
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            initializer: vec![TensorProto {
+                dims: vec![4],
+                data_type: data_type::FLOAT,
+                name: "w".into(),
+                data_location: 1,
+                external_data: vec![entry("location", "w.bin"), entry("length", "16")],
+                ..Default::default()
+            }],
+            input: vec![vi("x")],
+            output: vec![vi("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    fs::write(dir.join("model.onnx"), model.encode_to_vec()).unwrap();
+    let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    fs::write(dir.join("w.bin"), bytes).unwrap();
+}
+
+#[test]
+fn onnx_external_data_is_part_of_the_cache_key() {
+    let model = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    write_external_data_model(model.path(), [1.0, 2.0, 3.0, 4.0]);
+    let svc = service(
+        model.path().to_str().unwrap(),
+        serde_json::json!({"model.onnx": {"optimization_level": "o1"}}),
+    );
+    let run = || {
+        let out = tempfile::tempdir().unwrap();
+        optimize(&svc, &fast_options(out.path(), Some(cache.path()))).unwrap()
+    };
+    let first = run();
+    assert!(!first.cache.hit);
+    let again = run();
+    assert!(again.cache.hit);
+    assert_eq!(again.cache.key, first.cache.key);
+    // Same model file, new weights: a stale optimized model must not come back.
+    write_external_data_model(model.path(), [5.0, 6.0, 7.0, 8.0]);
+    let changed = run();
+    assert!(!changed.cache.hit);
+    assert_ne!(changed.cache.key, first.cache.key);
+}

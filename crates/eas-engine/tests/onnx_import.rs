@@ -590,6 +590,10 @@ fn external_data_is_read_and_confined() {
     };
     let path = dir.path().join("m.onnx");
     std::fs::write(&path, mk("weights.bin")).unwrap();
+    assert_eq!(
+        onnx::external_data_files(&path).unwrap(),
+        vec![dir.path().join("weights.bin")]
+    );
     let g = onnx::load_file(&path).unwrap();
     let y = CpuModel::new(g, CpuOptions::default())
         .unwrap()

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 use prost::Message;
 use proto::{GraphProto, ModelProto};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Builds IR for one ONNX node; returns the values of its outputs, in order (it may return
@@ -77,6 +77,36 @@ const MAX_MODEL_BYTES: u64 = 2 << 30;
 
 /// Loads an ONNX file; external data files are read from its directory.
 pub fn load_file(path: &Path) -> Result<Graph> {
+    let bytes = read_model_file(path)?;
+    load_bytes_with_dir(&bytes, Some(model_dir(path)))
+}
+
+/// The external-data files an ONNX model file refers to, each once, in first-use order, as
+/// paths beside the model. The weights live there, so whoever keys a cache on the model's
+/// content must hash these too. Locations are not checked here; import refuses bad ones.
+pub fn external_data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let bytes = read_model_file(path)?;
+    let model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::invalid(format!("not a valid ONNX protobuf: {e}")))?;
+    let mut locations: Vec<String> = Vec::new();
+    let mut note = |t: &proto::TensorProto| {
+        if let Some(e) = t.external_data.iter().find(|e| e.key == "location")
+            && !locations.contains(&e.value)
+        {
+            locations.push(e.value.clone());
+        }
+    };
+    if let Some(g) = &model.graph {
+        g.initializer.iter().for_each(&mut note);
+        for a in g.node.iter().flat_map(|n| &n.attribute) {
+            a.t.iter().chain(&a.tensors).for_each(&mut note);
+        }
+    }
+    let dir = model_dir(path);
+    Ok(locations.into_iter().map(|l| dir.join(l)).collect())
+}
+
+fn read_model_file(path: &Path) -> Result<Vec<u8>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -88,15 +118,14 @@ pub fn load_file(path: &Path) -> Result<Graph> {
             path.display()
         )));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    let dir = path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            p
-        }
-    });
-    load_bytes_with_dir(&bytes, dir)
+    std::fs::read(path).map_err(io)
+}
+
+fn model_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Loads an ONNX model from memory (external data is refused).
