@@ -1,11 +1,12 @@
 //! Ops with TensorFlow semantics that no ONNX-shaped op expresses exactly: `StridedSlice`
-//! with its five masks, `OneHot` (negative indices give all-off rows), `Cumsum`, `ArgMax`
-//! (no keepdims, int32 or int64 result) and `Select`/`SelectV2` (TF1's row-vector condition).
+//! with its five masks, `OneHot` (negative indices give all-off rows).
+//! TF's Cumsum, ArgMax and Select/SelectV2 are built from the general CumSum, ArgReduce (+ Cast)
+//! and Where (+ Reshape) by the importer.
 //! The TensorFlow importer builds them; kernels are in `cpu/kernels/tf_array.rs`.
 
 use super::{Op, OpRegistry, de, expect_inputs, norm_axis};
 use crate::dtype::DType;
-use crate::ir::{Dim, Fact, Shape, broadcast_shapes};
+use crate::ir::{Dim, Fact, Shape};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -359,115 +360,6 @@ impl Op for TfOneHot {
     crate::op_common!();
 }
 
-// ---- Cumsum -------------------------------------------------------------------------------
-
-/// TF `Cumsum` along a constant axis, optionally exclusive (each output leaves its own
-/// element out) and/or reversed (sums from the end).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfCumsum {
-    pub axis: i64,
-    pub exclusive: bool,
-    pub reverse: bool,
-}
-
-impl Op for TfCumsum {
-    fn name(&self) -> &'static str {
-        "TfCumsum"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 1, 1)?;
-        norm_axis("Cumsum", self.axis, inputs[0].rank())?;
-        if !inputs[0].dtype.is_numeric() {
-            return Err(Error::dtype(
-                "Cumsum",
-                format!("input is {}", inputs[0].dtype),
-            ));
-        }
-        Ok(vec![inputs[0].without_value()])
-    }
-    crate::op_common!();
-}
-
-// ---- ArgMax -------------------------------------------------------------------------------
-
-/// TF `ArgMax` along a constant axis (removed from the shape); ties give the first index;
-/// the result is `output` (I32 or I64).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfArgMax {
-    pub axis: i64,
-    pub output: DType,
-}
-
-impl Op for TfArgMax {
-    fn name(&self) -> &'static str {
-        "TfArgMax"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 1, 1)?;
-        let a = norm_axis("ArgMax", self.axis, inputs[0].rank())?;
-        if !matches!(self.output, DType::I32 | DType::I64) || !inputs[0].dtype.is_numeric() {
-            return Err(Error::dtype(
-                "ArgMax",
-                format!("{} -> {}", inputs[0].dtype, self.output),
-            ));
-        }
-        let mut dims = inputs[0].shape.dims().to_vec();
-        dims.remove(a);
-        Ok(vec![Fact::new(self.output, Shape(dims))])
-    }
-    crate::op_common!();
-}
-
-// ---- Select -------------------------------------------------------------------------------
-
-/// TF `SelectV2(cond, x, y)`: element-wise choice with numpy broadcasting of all three.
-/// `row_cond` is TF1 `Select` with a rank-1 condition and higher-rank x/y: the condition picks
-/// whole rows (it is read as shape [n, 1, 1, ...]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfSelect {
-    pub row_cond: bool,
-}
-
-impl TfSelect {
-    /// The condition's shape as broadcast sees it.
-    pub(crate) fn cond_shape(&self, cond: &Shape, x_rank: usize) -> Shape {
-        if self.row_cond && cond.rank() == 1 && x_rank > 1 {
-            let mut d = cond.dims().to_vec();
-            d.resize(x_rank, Dim::Known(1));
-            Shape(d)
-        } else {
-            cond.clone()
-        }
-    }
-}
-
-impl Op for TfSelect {
-    fn name(&self) -> &'static str {
-        "TfSelect"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 3, 3)?;
-        if inputs[0].dtype != DType::Bool {
-            return Err(Error::dtype(
-                "Select",
-                format!("condition is {}", inputs[0].dtype),
-            ));
-        }
-        if inputs[1].dtype != inputs[2].dtype {
-            return Err(Error::dtype(
-                "Select",
-                format!("{} vs {}", inputs[1].dtype, inputs[2].dtype),
-            ));
-        }
-        let c = self.cond_shape(&inputs[0].shape, inputs[1].rank());
-        let xy = broadcast_shapes(&inputs[1].shape, &inputs[2].shape)
-            .map_err(|e| Error::shape("Select", e))?;
-        let s = broadcast_shapes(&c, &xy).map_err(|e| Error::shape("Select", e))?;
-        Ok(vec![Fact::new(inputs[1].dtype, s)])
-    }
-    crate::op_common!();
-}
-
 // ---- Resize -------------------------------------------------------------------------------
 
 /// TF `ResizeBilinear` / `ResizeNearestNeighbor` on NHWC images to a constant `[height,
@@ -590,9 +482,6 @@ pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("TfResize", de::<TfResize>);
     r.insert("TfStridedSlice", de::<TfStridedSlice>);
     r.insert("TfOneHot", de::<TfOneHot>);
-    r.insert("TfCumsum", de::<TfCumsum>);
-    r.insert("TfArgMax", de::<TfArgMax>);
-    r.insert("TfSelect", de::<TfSelect>);
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Datum, Num};
+use crate::dtype::{DType, Datum};
 use crate::ir::Fact;
 use crate::ops::Op;
 use crate::ops::tf_array::{
-    Resolved, TfArgMax, TfConvTranspose, TfCumsum, TfOneHot, TfResize, TfSelect, TfStridedSlice,
-    resolve_strided,
+    Resolved, TfConvTranspose, TfOneHot, TfResize, TfStridedSlice, resolve_strided,
 };
 use crate::{Error, Result};
 
@@ -152,206 +151,6 @@ fn build_onehot(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kern
         inner: shape[a..].iter().product(),
         esize: inputs[1].dtype.size(),
         idx: inputs[0].dtype,
-    }))
-}
-
-// ---- Cumsum / ArgMax ------------------------------------------------------------------------
-
-/// outer x len x inner decomposition of a shape around an axis.
-fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis],
-        shape[axis + 1..].iter().product(),
-    )
-}
-
-#[derive(Debug)]
-struct CumsumK {
-    dims: (usize, usize, usize),
-    exclusive: bool,
-    reverse: bool,
-    dtype: DType,
-}
-
-fn cumsum<T: Num>(
-    x: &[T],
-    o: &mut [T],
-    (outer, len, inner): (usize, usize, usize),
-    exclusive: bool,
-    reverse: bool,
-) {
-    for a in 0..outer {
-        for i in 0..inner {
-            let mut acc = T::ZERO;
-            for s in 0..len {
-                let j = if reverse { len - 1 - s } else { s };
-                let k = (a * len + j) * inner + i;
-                if exclusive {
-                    o[k] = acc;
-                    acc = acc.add(x[k]);
-                } else {
-                    acc = acc.add(x[k]);
-                    o[k] = acc;
-                }
-            }
-        }
-    }
-}
-
-impl Kernel for CumsumK {
-    fn run(
-        &self,
-        _: &mut KernelCtx,
-        inputs: &[TensorView],
-        outputs: &mut [TensorViewMut],
-    ) -> Result<()> {
-        crate::dispatch_numeric!(self.dtype, T => {
-            cumsum::<T>(inputs[0].as_slice::<T>()?, outputs[0].as_slice_mut::<T>()?, self.dims, self.exclusive, self.reverse);
-            Ok(())
-        }, else => Err(Error::dtype("Cumsum", "bool input")))
-    }
-}
-
-fn build_cumsum(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let op = op_as::<TfCumsum>(op)?;
-    let shape = concrete(&inputs[0])?;
-    let a = crate::ops::norm_axis("Cumsum", op.axis, shape.len())?;
-    Ok(Box::new(CumsumK {
-        dims: around(&shape, a),
-        exclusive: op.exclusive,
-        reverse: op.reverse,
-        dtype: inputs[0].dtype,
-    }))
-}
-
-#[derive(Debug)]
-struct ArgMaxK {
-    dims: (usize, usize, usize),
-    dtype: DType,
-    output: DType,
-}
-
-fn argmax<T: Num>(x: &[T], (outer, len, inner): (usize, usize, usize)) -> Vec<i64> {
-    let mut r = vec![0i64; outer * inner];
-    for a in 0..outer {
-        for i in 0..inner {
-            let mut best = 0usize;
-            let mut bv = x[a * len * inner + i];
-            for s in 1..len {
-                let v = x[(a * len + s) * inner + i];
-                if v > bv || (v.is_nan_() && !bv.is_nan_()) {
-                    best = s;
-                    bv = v;
-                }
-            }
-            r[a * inner + i] = best as i64;
-        }
-    }
-    r
-}
-
-impl Kernel for ArgMaxK {
-    fn run(
-        &self,
-        _: &mut KernelCtx,
-        inputs: &[TensorView],
-        outputs: &mut [TensorViewMut],
-    ) -> Result<()> {
-        let r = crate::dispatch_numeric!(self.dtype, T => {
-            argmax::<T>(inputs[0].as_slice::<T>()?, self.dims)
-        }, else => return Err(Error::dtype("ArgMax", "bool input")));
-        match self.output {
-            DType::I64 => outputs[0].as_slice_mut::<i64>()?.copy_from_slice(&r),
-            _ => {
-                for (o, v) in outputs[0].as_slice_mut::<i32>()?.iter_mut().zip(r) {
-                    *o = v as i32;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn build_argmax(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let op = op_as::<TfArgMax>(op)?;
-    let shape = concrete(&inputs[0])?;
-    let a = crate::ops::norm_axis("ArgMax", op.axis, shape.len())?;
-    if shape[a] == 0 {
-        return Err(Error::shape("ArgMax", "reduces an empty axis"));
-    }
-    Ok(Box::new(ArgMaxK {
-        dims: around(&shape, a),
-        dtype: inputs[0].dtype,
-        output: op.output,
-    }))
-}
-
-// ---- Select -------------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct SelectK {
-    dims: Vec<usize>,
-    steps: Vec<Vec<i64>>, // cond, x, y
-    esize: usize,
-}
-
-/// Element steps of an operand broadcast (right-aligned) to `out`.
-fn bcast_steps(shape: &[usize], out: &[usize]) -> Vec<i64> {
-    let st = strides_of(shape);
-    let pad = out.len() - shape.len();
-    (0..out.len())
-        .map(|a| {
-            if a < pad || shape[a - pad] == 1 {
-                0
-            } else {
-                st[a - pad] as i64
-            }
-        })
-        .collect()
-}
-
-impl Kernel for SelectK {
-    fn run(
-        &self,
-        _: &mut KernelCtx,
-        inputs: &[TensorView],
-        outputs: &mut [TensorViewMut],
-    ) -> Result<()> {
-        let c = inputs[0].as_slice::<bool>()?;
-        let (x, y) = (inputs[1].bytes, inputs[2].bytes);
-        let e = self.esize;
-        let o = &mut *outputs[0].bytes;
-        let mut k = 0usize;
-        odometer(&self.dims, &[0, 0, 0], &self.steps, |off| {
-            let (src, at) = if c[off[0] as usize] {
-                (x, off[1])
-            } else {
-                (y, off[2])
-            };
-            let s = at as usize * e;
-            o[k * e..(k + 1) * e].copy_from_slice(&src[s..s + e]);
-            k += 1;
-        });
-        Ok(())
-    }
-}
-
-fn build_select(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let op = op_as::<TfSelect>(op)?;
-    let out = concrete(&outputs[0])?;
-    let cshape = op.cond_shape(&inputs[0].shape, inputs[1].rank());
-    let cshape = cshape
-        .as_known()
-        .ok_or_else(|| Error::unsupported("Select with an unknown condition shape"))?;
-    Ok(Box::new(SelectK {
-        steps: vec![
-            bcast_steps(&cshape, &out),
-            bcast_steps(&concrete(&inputs[1])?, &out),
-            bcast_steps(&concrete(&inputs[2])?, &out),
-        ],
-        dims: out,
-        esize: inputs[1].dtype.size(),
     }))
 }
 
@@ -518,7 +317,4 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<TfResize>(build_resize);
     r.insert::<TfStridedSlice>(build_strided);
     r.insert::<TfOneHot>(build_onehot);
-    r.insert::<TfCumsum>(build_cumsum);
-    r.insert::<TfArgMax>(build_argmax);
-    r.insert::<TfSelect>(build_select);
 }
