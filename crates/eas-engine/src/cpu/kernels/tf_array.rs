@@ -1,15 +1,13 @@
 //! CPU kernels of the TensorFlow-semantics ops in `ops/tf_array.rs`. Data movement is done on
 //! element bytes, so one kernel serves every dtype.
 
+use crate::Result;
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Datum};
 use crate::ir::Fact;
 use crate::ops::Op;
-use crate::ops::tf_array::{
-    Resolved, TfConvTranspose, TfOneHot, TfResize, TfStridedSlice, resolve_strided,
-};
-use crate::{Error, Result};
+use crate::ops::tf_array::{Resolved, TfOneHot, TfStridedSlice, resolve_strided};
 
 fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -154,167 +152,7 @@ fn build_onehot(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kern
     }))
 }
 
-// ---- Resize -------------------------------------------------------------------------------
-
-/// Per output coordinate: the two source indices and the weight of the upper one (nearest:
-/// lower = upper, weight 0).
-fn resize_axis(op: &TfResize, input: usize, output: usize) -> Vec<(usize, usize, f32)> {
-    let scale = op.scale(input, output);
-    let last = input as i64 - 1;
-    (0..output)
-        .map(|i| {
-            if op.bilinear {
-                let x = if op.half_pixel_centers {
-                    (i as f32 + 0.5) * scale - 0.5
-                } else {
-                    i as f32 * scale
-                };
-                let f = x.floor();
-                let lo = (f as i64).max(0).min(last) as usize;
-                let hi = (x.ceil() as i64).min(last).max(0) as usize;
-                (lo, hi, x - f)
-            } else {
-                let x = if op.half_pixel_centers {
-                    (i as f32 + 0.5) * scale
-                } else {
-                    i as f32 * scale
-                };
-                let j = if op.align_corners {
-                    x.round()
-                } else {
-                    x.floor()
-                } as i64;
-                let j = j.min(last).max(0) as usize;
-                (j, j, 0.0)
-            }
-        })
-        .collect()
-}
-
-#[derive(Debug)]
-struct ResizeK {
-    n: usize,
-    c: usize,
-    in_hw: (usize, usize),
-    ys: Vec<(usize, usize, f32)>,
-    xs: Vec<(usize, usize, f32)>,
-}
-
-impl Kernel for ResizeK {
-    fn run(
-        &self,
-        _: &mut KernelCtx,
-        inputs: &[TensorView],
-        outputs: &mut [TensorViewMut],
-    ) -> Result<()> {
-        let x = inputs[0].as_slice::<f32>()?;
-        let o = outputs[0].as_slice_mut::<f32>()?;
-        let (h, w) = self.in_hw;
-        let c = self.c;
-        let mut k = 0;
-        for n in 0..self.n {
-            let img = &x[n * h * w * c..(n + 1) * h * w * c];
-            for &(y0, y1, fy) in &self.ys {
-                for &(x0, x1, fx) in &self.xs {
-                    for ch in 0..c {
-                        let p = |y: usize, xx: usize| img[(y * w + xx) * c + ch];
-                        let top = p(y0, x0) + (p(y0, x1) - p(y0, x0)) * fx;
-                        let bottom = p(y1, x0) + (p(y1, x1) - p(y1, x0)) * fx;
-                        o[k] = top + (bottom - top) * fy;
-                        k += 1;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn build_resize(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let op = op_as::<TfResize>(op)?;
-    let s = concrete(&inputs[0])?;
-    if s[1] == 0 || s[2] == 0 {
-        return Err(Error::shape("Resize", "empty input image"));
-    }
-    Ok(Box::new(ResizeK {
-        n: s[0],
-        c: s[3],
-        in_hw: (s[1], s[2]),
-        ys: resize_axis(op, s[1], op.height),
-        xs: resize_axis(op, s[2], op.width),
-    }))
-}
-
-// ---- Conv2DBackpropInput ------------------------------------------------------------------
-
-#[derive(Debug)]
-struct ConvTransposeK {
-    op: TfConvTranspose,
-    dy: [usize; 4],
-    w: [usize; 4],
-}
-
-impl Kernel for ConvTransposeK {
-    fn run(
-        &self,
-        _: &mut KernelCtx,
-        inputs: &[TensorView],
-        outputs: &mut [TensorViewMut],
-    ) -> Result<()> {
-        let (dy, w) = (inputs[0].as_slice::<f32>()?, inputs[1].as_slice::<f32>()?);
-        let o = outputs[0].as_slice_mut::<f32>()?;
-        o.fill(0.0);
-        let [n, oh, ow, co] = self.dy;
-        let [kh, kw, ci, _] = self.w;
-        let (h, wd) = (self.op.height as i64, self.op.width as i64);
-        let (s, d, p) = (self.op.strides, self.op.dilations, self.op.pad);
-        for b in 0..n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let g = &dy[((b * oh + oy) * ow + ox) * co..][..co];
-                    for ky in 0..kh {
-                        let y = (oy * s[0] + ky * d[0]) as i64 - p[0] as i64;
-                        if y < 0 || y >= h {
-                            continue;
-                        }
-                        for kx in 0..kw {
-                            let x = (ox * s[1] + kx * d[1]) as i64 - p[1] as i64;
-                            if x < 0 || x >= wd {
-                                continue;
-                            }
-                            let out = &mut o
-                                [((b * h as usize + y as usize) * wd as usize + x as usize) * ci..]
-                                [..ci];
-                            let wk = &w[(ky * kw + kx) * ci * co..][..ci * co];
-                            for (c, acc) in out.iter_mut().enumerate() {
-                                let row = &wk[c * co..][..co];
-                                *acc += row.iter().zip(g).map(|(a, b)| a * b).sum::<f32>();
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn build_conv_transpose(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let op = op_as::<TfConvTranspose>(op)?;
-    let four = |v: Vec<usize>| -> Result<[usize; 4]> {
-        <[usize; 4]>::try_from(v)
-            .map_err(|_| Error::shape("Conv2DBackpropInput", "needs 4-D operands"))
-    };
-    Ok(Box::new(ConvTransposeK {
-        op: op.clone(),
-        dy: four(concrete(&inputs[0])?)?,
-        w: four(concrete(&inputs[1])?)?,
-    }))
-}
-
 pub(crate) fn register(r: &mut KernelRegistry) {
-    r.insert::<TfConvTranspose>(build_conv_transpose);
-    r.insert::<TfResize>(build_resize);
     r.insert::<TfStridedSlice>(build_strided);
     r.insert::<TfOneHot>(build_onehot);
 }
