@@ -1,11 +1,18 @@
-//! Ops with TensorFlow semantics that no ONNX-shaped op expresses exactly: `StridedSlice`
-//! with its five masks, `OneHot` (negative indices give all-off rows), `Cumsum`, `ArgMax`
-//! (no keepdims, int32 or int64 result) and `Select`/`SelectV2` (TF1's row-vector condition).
-//! The TensorFlow importer builds them; kernels are in `cpu/kernels/tf_array.rs`.
+//! Ops with TensorFlow semantics that no general engine op expresses exactly:
+//! - `TfStridedSlice`: TF's begin/end/ellipsis/new-axis/shrink masks are resolved against the
+//!   input shape at run time (an ellipsis spans however many axes the input has, shrink axes
+//!   drop dims, out-of-range bounds clamp per TF's rules); ONNX Slice has none of these.
+//! - `TfOneHot`: TF gives an all-off row for a negative (or >= depth) index, where ONNX OneHot
+//!   wraps negative indices around; TF also takes on/off values as separate scalars.
+//!
+//! TF ops that do map onto general ops are built from them by the importer: Cumsum -> CumSum,
+//! ArgMax -> ArgReduce (+ Cast for int32), Select/SelectV2 -> Where (+ Reshape of TF1's rank-1
+//! condition), ResizeBilinear/ResizeNearestNeighbor -> Resize over the NHWC H/W axes,
+//! Conv2DBackpropInput -> ConvTranspose between NHWC<->NCHW transposes.
+//! Kernels of the two remaining ops are in `cpu/kernels/tf_array.rs`.
 
 use super::{Op, OpRegistry, de, expect_inputs, norm_axis};
-use crate::dtype::DType;
-use crate::ir::{Dim, Fact, Shape, broadcast_shapes};
+use crate::ir::{Dim, Fact, Shape};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -359,245 +366,15 @@ impl Op for TfOneHot {
     crate::op_common!();
 }
 
-// ---- Cumsum -------------------------------------------------------------------------------
-
-/// TF `Cumsum` along a constant axis, optionally exclusive (each output leaves its own
-/// element out) and/or reversed (sums from the end).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfCumsum {
-    pub axis: i64,
-    pub exclusive: bool,
-    pub reverse: bool,
-}
-
-impl Op for TfCumsum {
-    fn name(&self) -> &'static str {
-        "TfCumsum"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 1, 1)?;
-        norm_axis("Cumsum", self.axis, inputs[0].rank())?;
-        if !inputs[0].dtype.is_numeric() {
-            return Err(Error::dtype(
-                "Cumsum",
-                format!("input is {}", inputs[0].dtype),
-            ));
-        }
-        Ok(vec![inputs[0].without_value()])
-    }
-    crate::op_common!();
-}
-
-// ---- ArgMax -------------------------------------------------------------------------------
-
-/// TF `ArgMax` along a constant axis (removed from the shape); ties give the first index;
-/// the result is `output` (I32 or I64).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfArgMax {
-    pub axis: i64,
-    pub output: DType,
-}
-
-impl Op for TfArgMax {
-    fn name(&self) -> &'static str {
-        "TfArgMax"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 1, 1)?;
-        let a = norm_axis("ArgMax", self.axis, inputs[0].rank())?;
-        if !matches!(self.output, DType::I32 | DType::I64) || !inputs[0].dtype.is_numeric() {
-            return Err(Error::dtype(
-                "ArgMax",
-                format!("{} -> {}", inputs[0].dtype, self.output),
-            ));
-        }
-        let mut dims = inputs[0].shape.dims().to_vec();
-        dims.remove(a);
-        Ok(vec![Fact::new(self.output, Shape(dims))])
-    }
-    crate::op_common!();
-}
-
-// ---- Select -------------------------------------------------------------------------------
-
-/// TF `SelectV2(cond, x, y)`: element-wise choice with numpy broadcasting of all three.
-/// `row_cond` is TF1 `Select` with a rank-1 condition and higher-rank x/y: the condition picks
-/// whole rows (it is read as shape [n, 1, 1, ...]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfSelect {
-    pub row_cond: bool,
-}
-
-impl TfSelect {
-    /// The condition's shape as broadcast sees it.
-    pub(crate) fn cond_shape(&self, cond: &Shape, x_rank: usize) -> Shape {
-        if self.row_cond && cond.rank() == 1 && x_rank > 1 {
-            let mut d = cond.dims().to_vec();
-            d.resize(x_rank, Dim::Known(1));
-            Shape(d)
-        } else {
-            cond.clone()
-        }
-    }
-}
-
-impl Op for TfSelect {
-    fn name(&self) -> &'static str {
-        "TfSelect"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 3, 3)?;
-        if inputs[0].dtype != DType::Bool {
-            return Err(Error::dtype(
-                "Select",
-                format!("condition is {}", inputs[0].dtype),
-            ));
-        }
-        if inputs[1].dtype != inputs[2].dtype {
-            return Err(Error::dtype(
-                "Select",
-                format!("{} vs {}", inputs[1].dtype, inputs[2].dtype),
-            ));
-        }
-        let c = self.cond_shape(&inputs[0].shape, inputs[1].rank());
-        let xy = broadcast_shapes(&inputs[1].shape, &inputs[2].shape)
-            .map_err(|e| Error::shape("Select", e))?;
-        let s = broadcast_shapes(&c, &xy).map_err(|e| Error::shape("Select", e))?;
-        Ok(vec![Fact::new(inputs[1].dtype, s)])
-    }
-    crate::op_common!();
-}
-
-// ---- Resize -------------------------------------------------------------------------------
-
-/// TF `ResizeBilinear` / `ResizeNearestNeighbor` on NHWC images to a constant `[height,
-/// width]`, with TF's `align_corners` and `half_pixel_centers` coordinate rules. f32 only.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfResize {
-    pub bilinear: bool,
-    pub align_corners: bool,
-    pub half_pixel_centers: bool,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl TfResize {
-    /// Input/output size ratio as TF computes it.
-    pub(crate) fn scale(&self, input: usize, output: usize) -> f32 {
-        if self.align_corners && output > 1 {
-            (input as f32 - 1.0) / (output as f32 - 1.0)
-        } else {
-            input as f32 / output as f32
-        }
-    }
-}
-
-impl Op for TfResize {
-    fn name(&self) -> &'static str {
-        "TfResize"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 1, 1)?;
-        let x = inputs[0];
-        if x.rank() != 4 || x.dtype != DType::F32 {
-            return Err(Error::shape(
-                "Resize",
-                format!("needs f32 NHWC images, got {} {:?}", x.dtype, x.shape),
-            ));
-        }
-        if self.height == 0 || self.width == 0 || self.height > 1 << 16 || self.width > 1 << 16 {
-            return Err(Error::shape(
-                "Resize",
-                format!("output size {}x{}", self.height, self.width),
-            ));
-        }
-        let d = x.shape.dims();
-        Ok(vec![Fact::new(
-            x.dtype,
-            Shape(vec![
-                d[0].clone(),
-                Dim::Known(self.height),
-                Dim::Known(self.width),
-                d[3].clone(),
-            ]),
-        )])
-    }
-    crate::op_common!();
-}
-
-// ---- Conv2DBackpropInput ------------------------------------------------------------------
-
-/// TF `Conv2DBackpropInput` (the transposed convolution of Keras `Conv2DTranspose`) in NHWC:
-/// inputs `dy` [N, H', W', Co] and filters [kh, kw, Ci, Co]; output [N, height, width, Ci],
-/// the gradient of a forward Conv2D with these strides, dilations and top/left padding.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TfConvTranspose {
-    pub strides: [usize; 2],
-    pub dilations: [usize; 2],
-    /// Forward convolution's top and left padding.
-    pub pad: [usize; 2],
-    pub height: usize,
-    pub width: usize,
-}
-
-impl Op for TfConvTranspose {
-    fn name(&self) -> &'static str {
-        "TfConvTranspose"
-    }
-    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
-        expect_inputs(self.name(), inputs, 2, 2)?;
-        let (dy, w) = (inputs[0], inputs[1]);
-        if dy.rank() != 4 || w.rank() != 4 || dy.dtype != DType::F32 || w.dtype != DType::F32 {
-            return Err(Error::shape(
-                "Conv2DBackpropInput",
-                format!(
-                    "needs f32 [N,H,W,C] and [kh,kw,ci,co], got {:?} {:?}",
-                    dy.shape, w.shape
-                ),
-            ));
-        }
-        let (co, wco) = (dy.shape.dims()[3].known(), w.shape.dims()[3].known());
-        if let (Some(a), Some(b)) = (co, wco)
-            && a != b
-        {
-            return Err(Error::shape(
-                "Conv2DBackpropInput",
-                format!("{a} gradient channels for filters of {b}"),
-            ));
-        }
-        if self.strides.contains(&0) || self.dilations.contains(&0) {
-            return Err(Error::shape(
-                "Conv2DBackpropInput",
-                "zero stride or dilation",
-            ));
-        }
-        let d = dy.shape.dims();
-        Ok(vec![Fact::new(
-            DType::F32,
-            Shape(vec![
-                d[0].clone(),
-                Dim::Known(self.height),
-                Dim::Known(self.width),
-                w.shape.dims()[2].clone(),
-            ]),
-        )])
-    }
-    crate::op_common!();
-}
-
 pub(crate) fn register(r: &mut OpRegistry) {
-    r.insert("TfConvTranspose", de::<TfConvTranspose>);
-    r.insert("TfResize", de::<TfResize>);
     r.insert("TfStridedSlice", de::<TfStridedSlice>);
     r.insert("TfOneHot", de::<TfOneHot>);
-    r.insert("TfCumsum", de::<TfCumsum>);
-    r.insert("TfArgMax", de::<TfArgMax>);
-    r.insert("TfSelect", de::<TfSelect>);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
 
     fn ss(begin: Vec<i64>, end: Vec<i64>, strides: Vec<i64>) -> TfStridedSlice {
         TfStridedSlice {

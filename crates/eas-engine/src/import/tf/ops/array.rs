@@ -7,9 +7,10 @@ use crate::ir::ValueId;
 use crate::ops::Identity;
 use crate::ops::array::{
     Cast, Concat, ConstantOfShape, Expand, Gather, Pad, PadMode, Range, Reshape, ShapeOf, Slice,
-    Split, SplitSizes, Squeeze, Tile, Transpose, Unsqueeze,
+    Split, SplitSizes, Squeeze, Tile, Transpose, Unsqueeze, Where,
 };
-use crate::ops::tf_array::{TfArgMax, TfCumsum, TfOneHot, TfSelect, TfStridedSlice};
+use crate::ops::tf_array::{TfOneHot, TfStridedSlice};
+use crate::ops::{ArgReduce, CumSum};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -77,49 +78,75 @@ fn one_hot(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     )?])
 }
 
+/// TF Cumsum is ONNX CumSum: same exclusive/reverse flags, the axis as a second input.
 fn cumsum(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     ctx.expect_inputs(2)?;
-    let op = TfCumsum {
-        axis: konst_scalar_i64(imp, ctx, 1, "axis")?,
+    let op = CumSum {
         exclusive: ctx.attr_b_or("exclusive", false)?,
         reverse: ctx.attr_b_or("reverse", false)?,
     };
-    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
-}
-
-fn arg_max(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
-    ctx.expect_inputs(2)?;
-    let op = TfArgMax {
-        axis: konst_scalar_i64(imp, ctx, 1, "dimension")?,
-        output: ctx.attr_dtype("output_type")?.unwrap_or(DType::I64),
-    };
-    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
-}
-
-fn select(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
-    ctx.expect_inputs(3)?;
-    let op = TfSelect {
-        row_cond: ctx.node.op == "Select",
-    };
-    if op.row_cond {
-        // TF1 Select: cond is x's shape, or a vector over x's first dim; no other broadcast.
-        let (c, x) = (imp.fact(ctx.input(0)?), imp.fact(ctx.input(1)?));
-        if c.rank() != x.rank() && !(c.rank() == 1 && x.rank() >= 1) {
-            return Err(Error::shape(
-                ctx.name(),
-                format!(
-                    "Select condition of rank {} for values of rank {}",
-                    c.rank(),
-                    x.rank()
-                ),
-            ));
-        }
-    }
     Ok(vec![imp.node1(
         ctx.name(),
         op,
-        &[ctx.input(0)?, ctx.input(1)?, ctx.input(2)?],
+        &[ctx.input(0)?, ctx.input(1)?],
     )?])
+}
+
+/// TF ArgMax drops the axis and returns `output_type` (int64 by default): ONNX ArgMax
+/// without keepdims (first index on ties), then a Cast when int32 is asked for.
+fn arg_max(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(2)?;
+    let op = ArgReduce {
+        max: true,
+        axis: konst_scalar_i64(imp, ctx, 1, "dimension")?,
+        keepdims: false,
+        select_last_index: false,
+    };
+    let output = ctx.attr_dtype("output_type")?.unwrap_or(DType::I64);
+    let x = ctx.input(0)?;
+    match output {
+        DType::I64 => Ok(vec![imp.node1(ctx.name(), op, &[x])?]),
+        DType::I32 => {
+            let i = imp.node1(&format!("{}/i64", ctx.name()), op, &[x])?;
+            Ok(vec![imp.node1(
+                ctx.name(),
+                Cast { to: DType::I32 },
+                &[i],
+            )?])
+        }
+        other => Err(Error::dtype(
+            ctx.name(),
+            format!("ArgMax output_type {other}"),
+        )),
+    }
+}
+
+/// SelectV2 is ONNX Where (numpy broadcasting of all three). TF1 Select also takes a
+/// rank-1 condition over x's first dim for higher-rank x/y: reshaped to [n, 1, 1, ...].
+fn select(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
+    ctx.expect_inputs(3)?;
+    let (mut c, x, y) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+    if ctx.node.op == "Select" {
+        // TF1 Select: cond is x's shape, or a vector over x's first dim; no other broadcast.
+        let (cr, xr) = (imp.fact(c).rank(), imp.fact(x).rank());
+        if cr != xr && !(cr == 1 && xr >= 1) {
+            return Err(Error::shape(
+                ctx.name(),
+                format!("Select condition of rank {cr} for values of rank {xr}"),
+            ));
+        }
+        if cr == 1 && xr > 1 {
+            let mut target = vec![-1i64];
+            target.resize(xr, 1);
+            let t = i64_const(imp, &format!("{}/cond_shape", ctx.name()), target)?;
+            c = imp.node1(
+                &format!("{}/cond_rows", ctx.name()),
+                Reshape { allowzero: false },
+                &[c, t],
+            )?;
+        }
+    }
+    Ok(vec![imp.node1(ctx.name(), Where, &[c, x, y])?])
 }
 
 /// A constant i64 vector input to an engine op.

@@ -7,13 +7,16 @@
 //! importer's.
 
 use super::{Builder, konst_i64, reg};
+use crate::dtype::DType;
 use crate::import::tf::{Importer, NodeCtx};
 use crate::ir::ValueId;
-use crate::ops::array::{Reshape, Transpose};
+use crate::ops::array::{Cast, Reshape, Transpose};
 use crate::ops::conv::{Conv, Padding, Pool, PoolKind};
+use crate::ops::deconv::{ConvTranspose, DeconvPadding};
 use crate::ops::matmul::MatMul;
 use crate::ops::norm::{BatchNorm, Softmax};
 use crate::ops::reduce::{Reduce, ReduceOp};
+use crate::ops::resize::{AspectPolicy, CoordMode, NearestMode, Resize, ResizeMode, ResizeTarget};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -494,24 +497,69 @@ fn einsum(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     Ok(vec![transpose(imp, name, c, &perm_to(&have, &out))?])
 }
 
-/// ResizeBilinear / ResizeNearestNeighbor(images, size) with a constant size.
+/// ResizeBilinear / ResizeNearestNeighbor(images, size): the engine's Resize over the H and W
+/// axes of the NHWC images, to `size`. TF's coordinate rules map onto ONNX's modes:
+/// align_corners -> align_corners (nearest rounds half up, TF's `roundf` on non-negative
+/// coordinates); half_pixel_centers -> half_pixel (bilinear) or tf_half_pixel_for_nn with floor
+/// (nearest); neither -> asymmetric (nearest: floor). ResizeBilinear always returns float32.
 fn resize(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     ctx.expect_inputs(2)?;
     let size = konst_i64(imp, ctx, 1, "size")?;
-    let [h, w] = size.as_slice() else {
+    if size.len() != 2 || size.iter().any(|&d| !(1..=1 << 16).contains(&d)) {
         return Err(Error::invalid(format!(
-            "size {size:?} is not [height, width]"
+            "size {size:?} is not [height, width] of sane positive sizes"
         )));
+    }
+    let mut x = ctx.input(0)?;
+    let xf = imp.fact(x);
+    if xf.rank() != 4 {
+        return Err(Error::shape(
+            ctx.name(),
+            format!("needs NHWC images, got {:?}", xf.shape),
+        ));
+    }
+    let bilinear = ctx.node.op == "ResizeBilinear";
+    let align_corners = ctx.attr_b_or("align_corners", false)?;
+    let half_pixel = ctx.attr_b_or("half_pixel_centers", false)?;
+    if align_corners && half_pixel {
+        return Err(Error::invalid(
+            "align_corners and half_pixel_centers are both set (TF refuses this too)",
+        ));
+    }
+    let (coord, nearest) = match (align_corners, half_pixel, bilinear) {
+        (true, _, _) => (CoordMode::AlignCorners, NearestMode::RoundPreferCeil),
+        (_, true, true) => (CoordMode::HalfPixel, NearestMode::Floor),
+        (_, true, false) => (CoordMode::TfHalfPixelForNn, NearestMode::Floor),
+        _ => (CoordMode::Asymmetric, NearestMode::Floor),
     };
-    let dim = |d: i64| usize::try_from(d).map_err(|_| Error::invalid(format!("size {size:?}")));
-    let op = crate::ops::tf_array::TfResize {
-        bilinear: ctx.node.op == "ResizeBilinear",
-        align_corners: ctx.attr_b_or("align_corners", false)?,
-        half_pixel_centers: ctx.attr_b_or("half_pixel_centers", false)?,
-        height: dim(*h)?,
-        width: dim(*w)?,
+    if bilinear && xf.dtype != DType::F32 {
+        x = imp.node1(
+            &format!("{}/to_f32", ctx.name()),
+            Cast { to: DType::F32 },
+            &[x],
+        )?;
+    }
+    let op = Resize {
+        mode: if bilinear {
+            ResizeMode::Linear
+        } else {
+            ResizeMode::Nearest
+        },
+        coord,
+        nearest,
+        cubic_a: -0.75,
+        exclude_outside: false,
+        extrapolation_value: 0.0,
+        antialias: false,
+        axes: Some(vec![1, 2]),
+        aspect: AspectPolicy::Stretch,
+        target: ResizeTarget::Sizes,
     };
-    Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?])
+    let sizes = imp.konst(
+        &format!("{}/sizes", ctx.name()),
+        Tensor::from_vec(&[2], size)?,
+    );
+    Ok(vec![imp.node1(ctx.name(), op, &[x, sizes])?])
 }
 
 /// Conv2DBackpropInput(input_sizes, filter, out_backprop) in NHWC. `input_sizes` may be
@@ -570,17 +618,29 @@ fn conv2d_backprop_input(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueI
         Padding::Explicit(p) => [p[0], p[1]],
         Padding::SameLower => return Err(Error::unsupported("padding")),
     };
-    let op = crate::ops::tf_array::TfConvTranspose {
-        strides: [strides[0], strides[1]],
-        dilations: [dilations[0], dilations[1]],
-        pad,
-        height: h,
-        width: w,
+    // Filters [kh, kw, Ci, Co] are ConvTranspose weights [Co, Ci, kh, kw]: the transposed
+    // convolution reads Co channels (dy) and writes Ci; the forward pads are its begin pads
+    // and input_sizes its output shape.
+    let wt = transpose(
+        imp,
+        &format!("{}/filter_oihw", ctx.name()),
+        ctx.input(1)?,
+        &[3, 2, 0, 1],
+    )?;
+    let op = ConvTranspose {
+        strides: strides[..2].to_vec(),
+        dilations: dilations[..2].to_vec(),
+        output_padding: vec![],
+        padding: DeconvPadding::Explicit(vec![pad[0], pad[1], 0, 0]),
+        output_shape: Some(vec![h, w]),
+        group: 1,
     };
-    Ok(vec![imp.node1(
-        ctx.name(),
-        op,
-        &[ctx.input(2)?, ctx.input(1)?],
+    Ok(vec![in_nchw(
+        imp,
+        ctx,
+        false,
+        ctx.input(2)?,
+        |imp, xt, name| imp.node1(name, op, &[xt, wt]),
     )?])
 }
 
