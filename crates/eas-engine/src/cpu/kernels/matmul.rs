@@ -4,7 +4,7 @@
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::array::{StridedCopy, broadcast_strides};
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Num};
+use crate::dtype::{DType, Datum, Num};
 use crate::ir::Fact;
 use crate::ops::{Gemm, MatMul, Op};
 use crate::tensor::{bytes_as, bytes_as_mut};
@@ -72,6 +72,37 @@ fn gemm_naive<T: Num>(s: GemmShape, dst: &mut [T], a: &[T], b: &[T], keep_dst: b
     }
 }
 
+/// Batched GEMMs through the `gemm` crate for an element type it computes natively.
+#[allow(clippy::too_many_arguments)]
+fn float_batches<T: Datum>(
+    s: GemmShape,
+    batches: &[(usize, usize, usize)],
+    a: &[u8],
+    b: &[u8],
+    dst: &mut [u8],
+    read_dst: bool,
+    alpha: T,
+    beta: T,
+    threads: usize,
+) {
+    let (a, b, d) = (bytes_as::<T>(a), bytes_as::<T>(b), bytes_as_mut::<T>(dst));
+    for &(oa, ob, od) in batches {
+        // SAFETY: offsets and strides were validated against the shapes at plan time.
+        unsafe {
+            gemm_float(
+                s,
+                d.as_mut_ptr().add(od),
+                a.as_ptr().add(oa),
+                b.as_ptr().add(ob),
+                read_dst,
+                alpha,
+                beta,
+                threads,
+            )
+        }
+    }
+}
+
 /// Runs one batch of GEMMs for any numeric dtype. `batches` are element offsets
 /// (a, b, dst). f16/bf16 go through f32 copies of the whole operands in `scratch`.
 #[allow(clippy::too_many_arguments)]
@@ -89,50 +120,18 @@ fn run_gemms(
     threads: usize,
 ) -> Result<()> {
     match dtype {
-        DType::F32 => {
-            let (a, b, d) = (
-                bytes_as::<f32>(a),
-                bytes_as::<f32>(b),
-                bytes_as_mut::<f32>(dst),
-            );
-            for &(oa, ob, od) in batches {
-                // SAFETY: offsets and strides were validated against the shapes at plan time.
-                unsafe {
-                    gemm_float(
-                        s,
-                        d.as_mut_ptr().add(od),
-                        a.as_ptr().add(oa),
-                        b.as_ptr().add(ob),
-                        read_dst,
-                        alpha,
-                        beta,
-                        threads,
-                    )
-                }
-            }
-        }
-        DType::F64 => {
-            let (a, b, d) = (
-                bytes_as::<f64>(a),
-                bytes_as::<f64>(b),
-                bytes_as_mut::<f64>(dst),
-            );
-            for &(oa, ob, od) in batches {
-                // SAFETY: as above.
-                unsafe {
-                    gemm_float(
-                        s,
-                        d.as_mut_ptr().add(od),
-                        a.as_ptr().add(oa),
-                        b.as_ptr().add(ob),
-                        read_dst,
-                        alpha as f64,
-                        beta as f64,
-                        threads,
-                    )
-                }
-            }
-        }
+        DType::F32 => float_batches::<f32>(s, batches, a, b, dst, read_dst, alpha, beta, threads),
+        DType::F64 => float_batches::<f64>(
+            s,
+            batches,
+            a,
+            b,
+            dst,
+            read_dst,
+            alpha as f64,
+            beta as f64,
+            threads,
+        ),
         DType::F16 | DType::BF16 => {
             let (na, nb, nd) = (a.len() / 2, b.len() / 2, dst.len() / 2);
             let need = (na + nb + nd) * 4;
