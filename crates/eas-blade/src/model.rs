@@ -265,6 +265,13 @@ impl Model {
             .collect()
     }
 
+    /// Where the time of a run goes, per step and per op type (see `blade bench --profile`).
+    pub fn profile(&self, inputs: &[ETensor], runs: usize) -> Result<eas_engine::cpu::Profile> {
+        self.cpu
+            .profile(inputs, runs)
+            .map_err(|e| Error::engine(format!("profiling {}", self.path.display()), e))
+    }
+
     /// Runs engine tensors already in input order.
     pub fn run_engine(&self, inputs: &[ETensor]) -> Result<Vec<ETensor>> {
         self.cpu

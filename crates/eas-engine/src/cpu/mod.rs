@@ -24,6 +24,31 @@ pub struct CpuOptions {
     pub threads: Option<usize>,
 }
 
+/// Time of one plan step, milliseconds per run.
+#[derive(Clone, Debug)]
+pub struct StepTime {
+    pub node: String,
+    pub op: &'static str,
+    /// The step's input shapes, e.g. "[1, 3, 224, 224] [64, 3, 7, 7]".
+    pub input_shapes: String,
+    pub ms: f64,
+}
+
+/// Time of all steps of one op type, milliseconds per run.
+#[derive(Clone, Debug)]
+pub struct OpTime {
+    pub op: &'static str,
+    pub count: usize,
+    pub ms: f64,
+}
+
+/// Where a run's time goes (see `CpuModel::profile`), slowest first.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub steps: Vec<StepTime>,
+    pub by_op: Vec<OpTime>,
+}
+
 /// Plans kept per model (one per input-shape signature); the oldest is dropped beyond this.
 const MAX_PLANS: usize = 16;
 
@@ -151,6 +176,52 @@ impl CpuModel {
             .map(String::from)
             .zip(outs)
             .collect())
+    }
+
+    /// Runs `runs` times and reports where the time goes, per step and per op type (slowest
+    /// first). For `blade bench --profile`; timing each step adds a little overhead.
+    pub fn profile(&self, inputs: &[Tensor], runs: usize) -> Result<Profile> {
+        let plan = self.plan_for(inputs)?;
+        let threads = self.threads();
+        let names: Vec<(String, &'static str, String)> = plan
+            .step_names()
+            .map(|(n, o, s)| (n.to_string(), o, s))
+            .collect();
+        let mut times = vec![std::time::Duration::ZERO; names.len()];
+        // One untimed run first: first-touch page faults are not the kernels' cost.
+        self.pool.install(|| plan.run(inputs, threads))?;
+        for _ in 0..runs.max(1) {
+            self.pool
+                .install(|| plan.run_timed(inputs, threads, Some(&mut times)))?;
+        }
+        let per_run = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs.max(1) as f64;
+        let mut steps: Vec<StepTime> = names
+            .iter()
+            .zip(&times)
+            .map(|((node, op, shapes), &d)| StepTime {
+                node: node.clone(),
+                op,
+                input_shapes: shapes.clone(),
+                ms: per_run(d),
+            })
+            .collect();
+        let mut by_op: Vec<OpTime> = Vec::new();
+        for s in &steps {
+            match by_op.iter_mut().find(|o| o.op == s.op) {
+                Some(o) => {
+                    o.count += 1;
+                    o.ms += s.ms;
+                }
+                None => by_op.push(OpTime {
+                    op: s.op,
+                    count: 1,
+                    ms: s.ms,
+                }),
+            }
+        }
+        by_op.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        steps.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(Profile { steps, by_op })
     }
 
     /// Per-run working memory of the plan for these input shapes (arena + scratch), bytes.

@@ -28,6 +28,7 @@ enum Loc {
 #[derive(Debug)]
 struct Step {
     node: String,
+    op: &'static str,
     kernel: Box<dyn Kernel>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
@@ -304,6 +305,7 @@ impl Plan {
             }
             steps.push(Step {
                 node: n.name.clone(),
+                op: n.op.name(),
                 kernel,
                 inputs: n.inputs.iter().map(|v| v.index()).collect(),
                 outputs: n.outputs.iter().map(|v| v.index()).collect(),
@@ -391,6 +393,18 @@ impl Plan {
     }
 
     /// Bytes of the arena (intermediates) plus scratch: the per-run working memory.
+    /// (node name, op name) of every step, in run order.
+    pub(crate) fn step_names(&self) -> impl Iterator<Item = (&str, &'static str, String)> {
+        self.steps.iter().map(|s| {
+            let shapes: Vec<String> = s
+                .inputs
+                .iter()
+                .map(|&v| format!("{:?}", self.shapes[v]))
+                .collect();
+            (s.node.as_str(), s.op, shapes.join(" "))
+        })
+    }
+
     pub(crate) fn working_bytes(&self) -> usize {
         self.arena_bytes + self.scratch_bytes
     }
@@ -405,11 +419,21 @@ impl Plan {
     }
 
     pub(crate) fn run(&self, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
+        self.run_timed(inputs, threads, None)
+    }
+
+    /// Runs once; when `times` is given, adds each step's wall time to `times[step]`.
+    pub(crate) fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        threads: usize,
+        times: Option<&mut [std::time::Duration]>,
+    ) -> Result<Vec<Tensor>> {
         let mut arena = match self.arenas.lock().ok().and_then(|mut a| a.pop()) {
             Some(a) => a,
             None => AlignedBytes::zeroed(self.working_bytes())?,
         };
-        let result = self.run_in(&mut arena, inputs, threads);
+        let result = self.run_in(&mut arena, inputs, threads, times);
         if let Ok(mut pool) = self.arenas.lock() {
             pool.push(arena);
         }
@@ -421,6 +445,7 @@ impl Plan {
         arena: &mut AlignedBytes,
         inputs: &[Tensor],
         threads: usize,
+        mut times: Option<&mut [std::time::Duration]>,
     ) -> Result<Vec<Tensor>> {
         let base = arena.as_bytes_mut().as_mut_ptr();
         let view = |v: usize| -> TensorView<'_> {
@@ -440,7 +465,8 @@ impl Plan {
                 bytes,
             }
         };
-        for step in &self.steps {
+        for (si, step) in self.steps.iter().enumerate() {
+            let t0 = times.as_ref().map(|_| std::time::Instant::now());
             let out_view = |v: usize| {
                 let Loc::Arena { offset, len } = self.locs[v] else {
                     unreachable!("step outputs live in the arena")
@@ -482,6 +508,9 @@ impl Plan {
                 step.kernel.run(&mut ctx, &ins, &mut outs)
             };
             result.map_err(|e| e.at_node(&step.node))?;
+            if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
+                t[si] += t0.elapsed();
+            }
         }
         self.outputs
             .iter()

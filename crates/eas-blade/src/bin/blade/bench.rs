@@ -1,4 +1,4 @@
-//! `blade bench MODEL [--data FILE] [--threads N] [--runs N] [--json]`: median and p90
+//! `blade bench MODEL [--data FILE] [--threads N] [--runs N] [--json] [--profile]`: median and p90
 //! latency of a model (original or optimized) on the first sample of the data (or on inputs
 //! synthesized from the model's shapes). `--json` prints exactly
 //! `{"median_ms", "p90_ms", "runs", "threads"}` (benches/compare/compare.py reads it).
@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// Print {"median_ms", "p90_ms", "runs", "threads"}.
     #[arg(long)]
     pub json: bool,
+    /// Also print where the time goes: per op type and the slowest steps.
+    #[arg(long)]
+    pub profile: bool,
     /// Measure an original model as imported, without the lossless o1 passes.
     #[arg(long = "no-optimize")]
     pub no_optimize: bool,
@@ -61,6 +64,28 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let lat = measure(&model, &inputs, &budget)?;
+    if args.profile {
+        let p = model.profile(&inputs, lat.runs.clamp(1, 200))?;
+        let total: f64 = p.by_op.iter().map(|o| o.ms).sum();
+        // On stderr so that --json stays one JSON document on stdout.
+        eprintln!("time per run by op type (sum {total:.3} ms):");
+        for o in &p.by_op {
+            eprintln!(
+                "  {:<24} {:>4} steps {:>9.3} ms {:>5.1}%",
+                o.op,
+                o.count,
+                o.ms,
+                100.0 * o.ms / total.max(1e-9)
+            );
+        }
+        eprintln!("slowest steps:");
+        for s in p.steps.iter().take(15) {
+            eprintln!(
+                "  {:<24} {:>9.3} ms  {}  {}",
+                s.op, s.ms, s.node, s.input_shapes
+            );
+        }
+    }
     if args.json {
         println!(
             "{}",
