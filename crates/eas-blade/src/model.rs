@@ -265,6 +265,14 @@ impl Model {
             .collect()
     }
 
+    /// Writes the model as it runs (after the passes it was loaded with) as an engine
+    /// artifact folder, which `Model::load` reads back as is.
+    pub fn save_artifact(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        eas_engine::serialize::save(self.cpu.graph(), dir)
+            .map_err(|e| Error::engine(format!("saving {}", dir.display()), e))
+    }
+
     /// Where the time of a run goes, per step and per op type (see `blade bench --profile`).
     pub fn profile(&self, inputs: &[ETensor], runs: usize) -> Result<eas_engine::cpu::Profile> {
         self.cpu

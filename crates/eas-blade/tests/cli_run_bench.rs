@@ -105,6 +105,37 @@ fn run_and_bench_take_an_optimized_output_folder() {
     assert_eq!(v["threads"], 1);
     assert!(v["median_ms"].as_f64().unwrap() > 0.0);
     assert!(v["p90_ms"].as_f64().unwrap() >= v["median_ms"].as_f64().unwrap());
+
+    // --peak-memory adds one key; --save-optimized writes an artifact that loads as is.
+    let saved = tmp.path().join("saved");
+    let o = blade(&[
+        "bench",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--json",
+        "--peak-memory",
+        "--save-optimized",
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(v["peak_rss_mib"].as_f64().unwrap() > 1.0, "{v}");
+    }
+    let o = blade(&[
+        "bench",
+        saved.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--profile",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("time per run by op type"), "{}", stderr(&o));
 }
 
 #[test]

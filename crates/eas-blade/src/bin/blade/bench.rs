@@ -1,7 +1,7 @@
 //! `blade bench MODEL [--data FILE] [--threads N] [--runs N] [--json] [--profile]`: median and p90
 //! latency of a model (original or optimized) on the first sample of the data (or on inputs
 //! synthesized from the model's shapes). `--json` prints exactly
-//! `{"median_ms", "p90_ms", "runs", "threads"}` (benches/compare/compare.py reads it).
+//! `{"median_ms", "p90_ms", "runs", "threads"}`, plus `"peak_rss_mib"` with `--peak-memory` (benches/compare/compare.py reads it).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -24,6 +24,14 @@ pub struct BenchArgs {
     /// Print {"median_ms", "p90_ms", "runs", "threads"}.
     #[arg(long)]
     pub json: bool,
+    /// Also write the model as measured (o1-optimized unless --no-optimize) as an artifact
+    /// folder here, so later runs can load it without optimizing again.
+    #[arg(long = "save-optimized", value_name = "DIR")]
+    pub save_optimized: Option<PathBuf>,
+    /// Also report this process's peak resident memory (Linux VmHWM), as "peak_rss_mib" with
+    /// --json: the whole process, so binary, data and the model's arenas are all counted.
+    #[arg(long = "peak-memory")]
+    pub peak_memory: bool,
     /// Also print where the time goes: per op type and the slowest steps.
     #[arg(long)]
     pub profile: bool,
@@ -43,6 +51,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let model = Model::load_with(&args.model, &opts)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
+    if let Some(dir) = &args.save_optimized {
+        model.save_artifact(dir)?;
+    }
     let sample = match &args.data {
         Some(d) => eas_auxdata::read_path(d)
             .with_context(|| format!("cannot read {}", d.display()))?
@@ -87,15 +98,16 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
+        let mut v = serde_json::json!({
                 "median_ms": lat.median_ms,
                 "p90_ms": lat.p90_ms,
                 "runs": lat.runs,
                 "threads": lat.threads,
-            })
-        );
+        });
+        if args.peak_memory {
+            v["peak_rss_mib"] = serde_json::json!(peak_rss_mib());
+        }
+        println!("{v}");
     } else {
         println!(
             "{}: median {:.3} ms, p90 {:.3} ms over {} runs, {} threads",
@@ -105,6 +117,22 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             lat.runs,
             lat.threads
         );
+        if args.peak_memory {
+            match peak_rss_mib() {
+                Some(m) => println!("peak resident memory {m:.1} MiB"),
+                None => println!("peak resident memory: not available on this system"),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's peak resident memory (VmHWM), MiB; `None` where /proc is not available.
+/// VmHWM belongs to the process image, unlike getrusage's maxrss, which survives exec and so
+/// can report the parent's peak.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
