@@ -49,6 +49,19 @@ pub enum Error {
         ops: Vec<(String, usize)>,
     },
 
+    /// A node's output shape depends on values only known at run time (a Reshape whose
+    /// target shape is computed from an input, ...). The CPU backend answers this by planning
+    /// again with the small integer inputs' values (see `cpu::CpuModel`); it reaches the
+    /// caller only when that is not enough.
+    #[error(
+        "node {node} ({op}) has an output shape that depends on values known only at run time: {shape}"
+    )]
+    ValueDependentShape {
+        node: String,
+        op: &'static str,
+        shape: String,
+    },
+
     /// The inputs given to a run do not match the model.
     #[error("bad input: {msg}")]
     BadInput { msg: String },

@@ -233,3 +233,34 @@ fn huge_intermediates_are_refused_not_allocated() {
         assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
     }
 }
+
+#[test]
+fn shapes_given_as_inputs_plan_per_value() {
+    use eas_engine::ops::Reshape;
+    // y = reshape(x, s) with s fed at run time: the output shape depends on s's value.
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::F32, &[2, 6]));
+    let s = g.add_input("s", Fact::known(DType::I64, &[2]));
+    let y = g
+        .add_node1("y", Reshape { allowzero: false }, &[x, s])
+        .unwrap();
+    g.set_outputs(&[y]);
+    let m = CpuModel::new(g, CpuOptions { threads: Some(1) }).unwrap();
+    let xv = f32t(&[2, 6], (0..12).map(|i| i as f32).collect());
+    for (shape, want) in [
+        ([3i64, 4], [3usize, 4]),
+        ([4, -1], [4, 3]),
+        ([3, 4], [3, 4]),
+    ] {
+        let st = Tensor::from_vec(&[2], shape.to_vec()).unwrap();
+        let out = &m.run(&[xv.clone(), st]).unwrap()[0];
+        assert_eq!(out.shape(), &want[..]);
+        assert_eq!(
+            out.as_slice::<f32>().unwrap(),
+            xv.as_slice::<f32>().unwrap()
+        );
+    }
+    // A value that does not fit is a clear error, not a panic.
+    let bad = Tensor::from_vec(&[2], vec![5i64, 5]).unwrap();
+    assert!(m.run(&[xv, bad]).is_err());
+}

@@ -58,6 +58,8 @@ pub struct CpuModel {
     graph: Graph,
     pool: rayon::ThreadPool,
     plans: Mutex<Vec<Arc<Plan>>>,
+    /// Set once a plan needed input values: later signatures plan with them directly.
+    value_keyed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CpuModel {
@@ -85,13 +87,20 @@ impl CpuModel {
             graph,
             pool,
             plans: Mutex::new(Vec::new()),
+            value_keyed: std::sync::atomic::AtomicBool::new(false),
         };
         if let Some(sig) = plan::static_signature(&m.graph) {
-            let p = m.pool.install(|| Plan::build(&m.graph, sig))?;
-            m.plans
-                .lock()
-                .map_err(|_| Error::invalid("poisoned plan cache"))?
-                .push(Arc::new(p));
+            let none = vec![None; sig.len()];
+            match m.pool.install(|| Plan::build(&m.graph, sig, none)) {
+                Ok(p) => m
+                    .plans
+                    .lock()
+                    .map_err(|_| Error::invalid("poisoned plan cache"))?
+                    .push(Arc::new(p)),
+                // Planned per run instead, with the shape-like inputs' values.
+                Err(Error::ValueDependentShape { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(m)
     }
@@ -127,11 +136,40 @@ impl CpuModel {
                 return Ok(p.clone());
             }
         }
-        let sig = inputs
+        let sig: Vec<_> = inputs
             .iter()
             .map(|t| (t.dtype(), t.shape().to_vec()))
             .collect();
-        let p = Arc::new(self.pool.install(|| Plan::build(&self.graph, sig))?);
+        // Some graphs size outputs from input values (a Reshape to a shape given as an
+        // input): plan again with the small integer inputs as constants. Such plans serve
+        // only runs with the same values, as TensorRT's shape-tensor profiles do.
+        let keyed = || -> Vec<Option<Tensor>> {
+            inputs
+                .iter()
+                .map(|t| plan::keyable(t).then(|| t.clone()))
+                .collect()
+        };
+        let built = if self.value_keyed.load(std::sync::atomic::Ordering::Relaxed) {
+            self.pool
+                .install(|| Plan::build(&self.graph, sig.clone(), keyed()))
+        } else {
+            let none = vec![None; sig.len()];
+            match self
+                .pool
+                .install(|| Plan::build(&self.graph, sig.clone(), none))
+            {
+                Err(Error::ValueDependentShape { .. }) if inputs.iter().any(plan::keyable) => {
+                    let p = self
+                        .pool
+                        .install(|| Plan::build(&self.graph, sig.clone(), keyed()))?;
+                    self.value_keyed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(p)
+                }
+                r => r,
+            }
+        };
+        let p = Arc::new(built?);
         let mut plans = self
             .plans
             .lock()

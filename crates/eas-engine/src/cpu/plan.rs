@@ -38,6 +38,9 @@ struct Step {
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) signature: Vec<(DType, Vec<usize>)>,
+    /// Inputs whose values the plan was specialized to (see `keyable`); the plan serves
+    /// only runs with exactly these values.
+    keyed: Vec<Option<Tensor>>,
     steps: Vec<Step>,
     locs: Vec<Loc>,
     shapes: Vec<Vec<usize>>,
@@ -50,7 +53,11 @@ pub(crate) struct Plan {
 }
 
 /// Binds the graph's (possibly symbolic) input facts to concrete tensors' shapes.
-fn bind_inputs(g: &Graph, sig: &[(DType, Vec<usize>)]) -> Result<Vec<Fact>> {
+fn bind_inputs(
+    g: &Graph,
+    sig: &[(DType, Vec<usize>)],
+    keyed: &[Option<Tensor>],
+) -> Result<Vec<Fact>> {
     if sig.len() != g.inputs().len() {
         return Err(Error::bad_input(format!(
             "the model has {} inputs, {} were given",
@@ -88,7 +95,10 @@ fn bind_inputs(g: &Graph, sig: &[(DType, Vec<usize>)]) -> Result<Vec<Fact>> {
                 )));
             }
         }
-        facts.push(Fact::known(*dt, shape));
+        facts.push(match keyed.get(facts.len()) {
+            Some(Some(t)) => Fact::konst(t.clone()),
+            _ => Fact::known(*dt, shape),
+        });
     }
     Ok(facts)
 }
@@ -187,8 +197,14 @@ fn empty_view_mut() -> TensorViewMut<'static> {
 const FOLD_LIMIT_BYTES: usize = 64 << 20;
 
 impl Plan {
-    pub(crate) fn build(g: &Graph, sig: Vec<(DType, Vec<usize>)>) -> Result<Plan> {
-        let input_facts = bind_inputs(g, &sig)?;
+    /// Plans for input shapes `sig`; inputs with a value in `keyed` are constants of this
+    /// plan (their consumers fold at plan time, so value-dependent shapes become known).
+    pub(crate) fn build(
+        g: &Graph,
+        sig: Vec<(DType, Vec<usize>)>,
+        keyed: Vec<Option<Tensor>>,
+    ) -> Result<Plan> {
+        let input_facts = bind_inputs(g, &sig, &keyed)?;
         let nv = g.value_count();
         let mut facts: Vec<Option<Fact>> = vec![None; nv];
         let mut locs: Vec<Loc> = (0..nv).map(|_| Loc::Unused).collect();
@@ -240,12 +256,11 @@ impl Plan {
             let out_facts = n.op.infer(&refs).map_err(|e| e.at_node(&n.name))?;
             for f in &out_facts {
                 if !f.shape.is_known() {
-                    return Err(Error::unsupported(format!(
-                        "node {} ({}) has a data-dependent output shape {:?}",
-                        n.name,
-                        n.op.name(),
-                        f.shape
-                    )));
+                    return Err(Error::ValueDependentShape {
+                        node: n.name.clone(),
+                        op: n.op.name(),
+                        shape: format!("{:?}", f.shape),
+                    });
                 }
             }
             // Bound every tensor before kernels compute strides and sizes from its shape.
@@ -381,6 +396,7 @@ impl Plan {
             .unwrap_or(0);
         Ok(Plan {
             signature: sig,
+            keyed,
             steps,
             locs,
             shapes,
@@ -416,6 +432,11 @@ impl Plan {
                 .iter()
                 .zip(inputs)
                 .all(|((dt, s), t)| *dt == t.dtype() && s == t.shape())
+            && self
+                .keyed
+                .iter()
+                .zip(inputs)
+                .all(|(k, t)| k.as_ref().is_none_or(|k| k.as_bytes() == t.as_bytes()))
     }
 
     pub(crate) fn run(&self, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
@@ -524,6 +545,24 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// Inputs at most this large may key a plan by value: shape-like parameters (target shapes,
+/// axes, pads, repeats, k), never data.
+pub(crate) const MAX_KEYED_ELEMS: usize = 64;
+
+/// Float inputs at most this large may key a plan too (Resize's scales).
+pub(crate) const MAX_KEYED_FLOATS: usize = 8;
+
+/// Whether an input may key a plan by value: a small integer tensor of rank <= 1, or a
+/// tiny float vector.
+pub(crate) fn keyable(t: &Tensor) -> bool {
+    t.rank() <= 1
+        && match t.dtype() {
+            DType::I64 | DType::I32 => t.len() <= MAX_KEYED_ELEMS,
+            DType::F32 => t.len() <= MAX_KEYED_FLOATS,
+            _ => false,
+        }
 }
 
 /// Input facts as a shape signature (for plans made ahead of time).
