@@ -264,3 +264,60 @@ fn shapes_given_as_inputs_plan_per_value() {
     let bad = Tensor::from_vec(&[2], vec![5i64, 5]).unwrap();
     assert!(m.run(&[xv, bad]).is_err());
 }
+
+#[test]
+fn parameters_given_as_inputs_resolve_when_planning_or_folding() {
+    use eas_engine::ops::{LateParams, LateTemplate, Reduce, ReduceOp};
+    let late = || LateParams {
+        template: LateTemplate::Reduce {
+            op: ReduceOp::Sum,
+            keepdims: false,
+            noop_with_empty_axes: false,
+        },
+    };
+    let xv = f32t(&[2, 3], vec![1., 2., 3., 4., 5., 6.]);
+    // Axes fed at run time: each value plans once, outputs follow the value.
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::F32, &[2, 3]));
+    let axes = g.add_input("axes", Fact::known(DType::I64, &[1]));
+    let y = g.add_node1("y", late(), &[x, axes]).unwrap();
+    g.set_outputs(&[y]);
+    let m = CpuModel::new(g, CpuOptions { threads: Some(1) }).unwrap();
+    for (a, shape, want) in [
+        (0i64, vec![3usize], vec![5f32, 7., 9.]),
+        (1, vec![2], vec![6., 15.]),
+        (-1, vec![2], vec![6., 15.]),
+    ] {
+        let at = Tensor::from_vec(&[1], vec![a]).unwrap();
+        let out = &m.run(&[xv.clone(), at]).unwrap()[0];
+        assert_eq!(out.shape(), &shape[..], "axes {a}");
+        assert_eq!(out.as_slice::<f32>().unwrap(), &want[..], "axes {a}");
+    }
+    let bad = Tensor::from_vec(&[1], vec![5i64]).unwrap();
+    assert!(m.run(&[xv.clone(), bad]).is_err());
+
+    // Axes constant in the graph: the pass turns the node into the plain op.
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::F32, &[2, 3]));
+    let axes = g.add_const("axes", Tensor::from_vec(&[1], vec![1i64]).unwrap());
+    let y = g.add_node1("y", late(), &[x, axes]).unwrap();
+    g.set_outputs(&[y]);
+    passes::optimize(&mut g, &passes::default_o1()).unwrap();
+    verify(&g).unwrap();
+    let ops: Vec<&str> = g.nodes().map(|(_, n)| n.op.name()).collect();
+    assert_eq!(ops, ["ReduceSum"]);
+    let plain = g
+        .nodes()
+        .next()
+        .unwrap()
+        .1
+        .op
+        .downcast_ref::<Reduce>()
+        .unwrap();
+    assert_eq!(plain.axes, [1]);
+    let m = CpuModel::new(g, CpuOptions { threads: Some(1) }).unwrap();
+    assert_eq!(
+        m.run(&[xv]).unwrap()[0].as_slice::<f32>().unwrap(),
+        &[6., 15.]
+    );
+}

@@ -131,27 +131,11 @@ fn read_tensor(path: &Path) -> Result<(TensorProto, Tensor), String> {
 
 // ---- one case ----
 
-/// Inputs of rank <= 1 with at most this many elements are parameters (shapes, axes, pads,
-/// k, scales, repeats): the harness makes them initializers, as exporters do in real
-/// models, so builders that need constant parameters and ops whose output shape depends
-/// on them can be imported and planned.
-/// `ONNX_BAKE=0` feeds every input at run time instead (the score without baking is recorded
-/// in docs/onnx-conformance.md; run it with `-- --include-ignored`).
-const BAKE_MAX_ELEMS: usize = 16;
-
-fn bake_limit() -> usize {
-    if std::env::var_os("ONNX_BAKE").is_some_and(|v| v == "0") {
-        0
-    } else {
-        BAKE_MAX_ELEMS
-    }
-}
-
 /// Runs one case: the tightest tier every output meets, or why it failed.
 fn run_case(dir: &Path) -> Result<Tier, String> {
     use prost::Message;
     let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
-    let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("model.onnx: {e}"))?;
+    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("model.onnx: {e}"))?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -176,31 +160,20 @@ fn run_case(dir: &Path) -> Result<Tier, String> {
         }
         Ok(v)
     };
-    // Bake parameter-like inputs of the first data set into initializers (every data set of
-    // a case shares them); an input with an initializer imports as a constant.
+    // Every input is fed at run time, as ONNX's backend runner does: parameters given as
+    // inputs (shapes, axes, pads, scales) reach the engine's value-keyed plans.
     let first = read_all(&sets[0], "input")?;
-    let graph = proto.graph.as_mut().ok_or("model.onnx has no graph")?;
-    let names: Vec<String> = graph
+    let graph = proto.graph.as_ref().ok_or("model.onnx has no graph")?;
+    let n_inputs = graph
         .input
         .iter()
-        .map(|i| i.name.clone())
-        .filter(|n| !graph.initializer.iter().any(|t| &t.name == n))
-        .collect();
-    if first.len() != names.len() {
+        .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+        .count();
+    if first.len() != n_inputs {
         return Err(format!(
-            "model has {} inputs, test data {}",
-            names.len(),
+            "model has {n_inputs} inputs, test data {}",
             first.len()
         ));
-    }
-    let mut baked = vec![false; names.len()];
-    for (k, (name, (p, t))) in names.iter().zip(&first).enumerate() {
-        if t.rank() <= 1 && t.len() <= bake_limit() && bake_limit() > 0 {
-            let mut p = p.clone();
-            p.name = name.clone();
-            graph.initializer.push(p);
-            baked[k] = true;
-        }
     }
     let mut g = import_model(&proto, Some(dir)).map_err(|e| format!("import: {e}"))?;
     passes::optimize(&mut g, &passes::default_o1()).map_err(|e| format!("optimize: {e}"))?;
@@ -208,12 +181,7 @@ fn run_case(dir: &Path) -> Result<Tier, String> {
         CpuModel::new(g, CpuOptions { threads: Some(1) }).map_err(|e| format!("plan: {e}"))?;
     let mut worst = Tier::Default;
     for set in &sets {
-        let inputs: Vec<Tensor> = read_all(set, "input")?
-            .into_iter()
-            .zip(&baked)
-            .filter(|(_, b)| !**b)
-            .map(|(x, _)| x.1)
-            .collect();
+        let inputs: Vec<Tensor> = read_all(set, "input")?.into_iter().map(|x| x.1).collect();
         let want = read_all(set, "output")?;
         let got = model.run(&inputs).map_err(|e| format!("run: {e}"))?;
         if got.len() != want.len() {

@@ -554,12 +554,13 @@ pub(crate) const MAX_KEYED_ELEMS: usize = 64;
 /// Float inputs at most this large may key a plan too (Resize's scales).
 pub(crate) const MAX_KEYED_FLOATS: usize = 8;
 
-/// Whether an input may key a plan by value: a small integer tensor of rank <= 1, or a
-/// tiny float vector.
+/// Whether an input may key a plan by value: a small integer or bool tensor of rank <= 1, or
+/// a tiny float vector.
 pub(crate) fn keyable(t: &Tensor) -> bool {
     t.rank() <= 1
         && match t.dtype() {
-            DType::I64 | DType::I32 => t.len() <= MAX_KEYED_ELEMS,
+            // Bool: Compress's condition decides its output length.
+            DType::I64 | DType::I32 | DType::Bool => t.len() <= MAX_KEYED_ELEMS,
             DType::F32 => t.len() <= MAX_KEYED_FLOATS,
             _ => false,
         }

@@ -14,6 +14,7 @@ pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod late;
 pub mod loss;
 pub mod math;
 pub mod matmul;
@@ -36,6 +37,7 @@ pub use index::{
     Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
     ScatterReduction, TopK, Trilu,
 };
+pub use late::{LateParams, LateTemplate};
 pub use loss::{LossReduction, NllLoss};
 pub use math::{Math, MathOp};
 pub use matmul::{Gemm, MatMul};
@@ -160,6 +162,7 @@ pub fn registry() -> &'static OpRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         index::register(&mut r);
+        late::register(&mut r);
         loss::register(&mut r);
         math::register(&mut r);
         matmul::register(&mut r);

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod deconv;
 pub mod einsum;
 pub mod index;
+pub mod late;
 pub mod loss;
 pub mod math;
 pub mod matmul;
@@ -25,6 +26,7 @@ pub(crate) fn register_all(r: &mut KernelRegistry) {
     deconv::register(r);
     einsum::register(r);
     index::register(r);
+    late::register(r);
     loss::register(r);
     math::register(r);
     matmul::register(r);

@@ -175,6 +175,18 @@ fn register_math(r: &mut OnnxRegistry) {
                 c.attr_or("max", f32::INFINITY)? as f64,
             )
         } else {
+            if computed_param(c, 1).is_some() || computed_param(c, 2).is_some() {
+                // Bounds computed at run time: min(max(x, lo), hi), the same values (NaN
+                // propagates through both, as through Clip).
+                let mut y = c.input(0)?;
+                if let Some(lo) = c.opt_input(1) {
+                    y = c.add(Binary::new(BinOp::Max), &[y, lo])?;
+                }
+                if let Some(hi) = c.opt_input(2) {
+                    y = c.add(Binary::new(BinOp::Min), &[y, hi])?;
+                }
+                return one(y);
+            }
             (
                 c.const_scalar(1, "min")?.unwrap_or(f64::NEG_INFINITY),
                 c.const_scalar(2, "max")?.unwrap_or(f64::INFINITY),
@@ -234,6 +246,19 @@ fn reduce(c: &mut NodeCtx, op: ReduceOp) -> Result<Vec<ValueId>> {
     } else {
         c.opset >= 18
     };
+    let keepdims = c.attr_or::<i64>("keepdims", 1)? != 0;
+    let noop_with_empty_axes = c.attr_or::<i64>("noop_with_empty_axes", 0)? != 0;
+    let x = c.input(0)?;
+    if axes_is_input && let Some(axes) = computed_param(c, 1) {
+        let op = LateParams {
+            template: LateTemplate::Reduce {
+                op,
+                keepdims,
+                noop_with_empty_axes,
+            },
+        };
+        return one(c.add(op, &[x, axes])?);
+    }
     let axes = if axes_is_input {
         c.const_ints(1, "axes")?.unwrap_or_default()
     } else {
@@ -242,10 +267,9 @@ fn reduce(c: &mut NodeCtx, op: ReduceOp) -> Result<Vec<ValueId>> {
     let r = Reduce {
         op,
         axes,
-        keepdims: c.attr_or::<i64>("keepdims", 1)? != 0,
-        noop_with_empty_axes: c.attr_or::<i64>("noop_with_empty_axes", 0)? != 0,
+        keepdims,
+        noop_with_empty_axes,
     };
-    let x = c.input(0)?;
     one(c.add(r, &[x])?)
 }
 
@@ -261,6 +285,12 @@ fn arg(c: &mut NodeCtx, max: bool) -> Result<Vec<ValueId>> {
 }
 
 // ---------------------------------------------------------------- array
+
+/// Input `i` when it is present and computed at run time (not a constant): its value is then
+/// read when planning (`LateParams`).
+fn computed_param(c: &NodeCtx, i: usize) -> Option<ValueId> {
+    c.opt_input(i).filter(|&v| c.fact(v).konst.is_none())
+}
 
 fn ints_const(c: &mut NodeCtx, v: Vec<i64>) -> Result<ValueId> {
     let t = Tensor::from_vec(&[v.len()], v)?;
@@ -287,6 +317,15 @@ fn register_array(r: &mut OnnxRegistry) {
         one(c.add(Flatten { axis }, &[x])?)
     });
     r.insert("Squeeze", |c| {
+        if c.opset >= 13
+            && let Some(axes) = computed_param(c, 1)
+        {
+            let x = c.input(0)?;
+            let op = LateParams {
+                template: LateTemplate::Squeeze,
+            };
+            return one(c.add(op, &[x, axes])?);
+        }
         let axes = if c.opset >= 13 {
             c.const_ints(1, "axes")?.unwrap_or_default()
         } else {
@@ -296,6 +335,15 @@ fn register_array(r: &mut OnnxRegistry) {
         one(c.add(Squeeze { axes }, &[x])?)
     });
     r.insert("Unsqueeze", |c| {
+        if c.opset >= 13
+            && let Some(axes) = computed_param(c, 1)
+        {
+            let x = c.input(0)?;
+            let op = LateParams {
+                template: LateTemplate::Unsqueeze,
+            };
+            return one(c.add(op, &[x, axes])?);
+        }
         let axes = if c.opset >= 13 {
             c.const_ints(1, "axes")?
                 .ok_or_else(|| c.err("missing axes input"))?
@@ -320,6 +368,18 @@ fn register_array(r: &mut OnnxRegistry) {
     });
     r.insert("Split", |c| {
         let axis = c.attr_or("axis", 0)?;
+        if c.opset >= 13
+            && let Some(split) = computed_param(c, 1)
+        {
+            let x = c.input(0)?;
+            let op = LateParams {
+                template: LateTemplate::Split {
+                    axis,
+                    outputs: c.node.output.len(),
+                },
+            };
+            return c.add_multi(op, &[x, split]);
+        }
         let split = if c.opset >= 13 {
             c.const_ints(1, "split")?
         } else {
