@@ -27,11 +27,50 @@ fn register_generic(r: &mut OnnxRegistry) {
     r.insert("Constant", constant);
     r.insert("Identity", |c| one(c.input(0)?));
     r.insert("Dropout", |c| {
-        // Inference: identity. The optional mask output is not produced.
-        if c.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-            return Err(Error::unsupported("Dropout's mask output"));
+        // Inference: identity, and the optional mask is all true. Training mode drops at
+        // random, which only a ratio of 0 makes deterministic.
+        let training = match c.opt_input(2).filter(|_| c.opset >= 12) {
+            Some(v) => match c.fact(v).konst.as_ref() {
+                Some(t) => t.to_i64_vec().first().is_some_and(|&b| b != 0),
+                None => {
+                    return Err(Error::unsupported(
+                        "Dropout with a training_mode computed at run time",
+                    ));
+                }
+            },
+            None => false,
+        };
+        if training {
+            let ratio = if c.opset >= 12 {
+                c.const_scalar(1, "ratio")?.unwrap_or(0.5)
+            } else {
+                c.attr_or::<f32>("ratio", 0.5)? as f64
+            };
+            if ratio != 0.0 {
+                return Err(Error::unsupported(
+                    "Dropout in training mode with a ratio above 0 (random)",
+                ));
+            }
         }
-        one(c.input(0)?)
+        let x = c.input(0)?;
+        if c.node.output.get(1).is_none_or(|o| o.is_empty()) {
+            return one(x);
+        }
+        let shape = c.add(
+            ShapeOf {
+                start: 0,
+                end: None,
+            },
+            &[x],
+        )?;
+        let mask = c.add(
+            ConstantOfShape {
+                dtype: crate::DType::Bool,
+                value: 1.0,
+            },
+            &[shape],
+        )?;
+        Ok(vec![x, mask])
     });
     r.insert("Cast", |c| {
         let to = super::dtype_from_onnx(c.attr::<i64>("to")? as i32)?;
@@ -196,7 +235,18 @@ fn register_math(r: &mut OnnxRegistry) {
     });
     r.insert("PRelu", |c| {
         // prelu(x) = max(x, 0) + slope * min(x, 0)
-        let (x, slope) = (c.input(0)?, c.input(1)?);
+        let (x, mut slope) = (c.input(0)?, c.input(1)?);
+        // Before opset 7 a [C] slope broadcast along axis 1 (the channel), not the last axis.
+        let (xr, sf) = (c.fact(x).rank(), c.fact(slope).clone());
+        if c.opset < 7
+            && xr > 2
+            && sf.rank() == 1
+            && let Some(t) = sf.konst.as_ref()
+        {
+            let mut shape = vec![1usize; xr - 1];
+            shape[0] = t.len();
+            slope = c.konst(t.reshaped(&shape)?);
+        }
         let dt = c.fact(x).dtype;
         let zero = c.konst(Tensor::scalar(0f64).cast(dt)?);
         let pos = c.add(Binary::new(BinOp::Max), &[x, zero])?;
