@@ -658,27 +658,9 @@ fn gate(
     Ok((acc, verdict))
 }
 
-/// Compares one output with its reference.
+/// Compares one output with its reference (see [`OutputAccuracy::of_tensors`]).
 pub fn compare_tensors(reference: &ETensor, candidate: &ETensor) -> OutputAccuracy {
-    if reference.shape() != candidate.shape() {
-        return OutputAccuracy::mismatch(format!(
-            "shape {:?}, reference has {:?}",
-            candidate.shape(),
-            reference.shape()
-        ));
-    }
-    if reference.dtype() != candidate.dtype() {
-        return OutputAccuracy::mismatch(format!(
-            "dtype {}, reference has {}",
-            candidate.dtype(),
-            reference.dtype()
-        ));
-    }
-    OutputAccuracy::compare(
-        &reference.to_f64_vec(),
-        &candidate.to_f64_vec(),
-        !reference.dtype().is_float(),
-    )
+    OutputAccuracy::of_tensors(reference, candidate)
 }
 
 /// The effective optimization items, as the report's `config` and a cache-key part.

@@ -135,7 +135,11 @@ fn run_and_bench_take_an_optimized_output_folder() {
         "--profile",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("time per run by op type"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("time per run by op type"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accuracy;
 pub mod cpu;
 pub mod dtype;
 pub mod error;

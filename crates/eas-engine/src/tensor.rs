@@ -289,55 +289,20 @@ impl fmt::Debug for Tensor {
     }
 }
 
-/// Closeness metrics between two tensors, for tests and accuracy checks.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Closeness {
-    pub max_abs: f64,
-    /// max |a-b| / max(max |b|, tiny)
-    pub max_rel_to_magnitude: f64,
-    pub cosine: f64,
-}
-
-/// Compares `a` against the reference `b` (shapes must match).
-pub fn closeness(a: &Tensor, b: &Tensor) -> Result<Closeness> {
-    if a.shape() != b.shape() {
-        return Err(Error::invalid(format!(
-            "shapes differ: {:?} vs {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
-    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
-    let mut max_abs = 0f64;
-    let (mut dot, mut nx, mut ny, mut mag) = (0f64, 0f64, 0f64, 0f64);
-    for (p, q) in x.iter().zip(&y) {
-        let d = if p == q { 0.0 } else { (p - q).abs() };
-        max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
-        dot += p * q;
-        nx += p * p;
-        ny += q * q;
-        mag = mag.max(q.abs());
-    }
-    let cosine = if nx == 0.0 && ny == 0.0 {
-        1.0
-    } else {
-        dot / (nx.sqrt() * ny.sqrt())
-    };
-    Ok(Closeness {
-        max_abs,
-        max_rel_to_magnitude: max_abs / mag.max(1e-30),
-        cosine,
-    })
-}
-
-/// Asserts `a` ≈ `b` within `tol` absolute error plus `tol` relative to b's magnitude.
-#[doc(hidden)]
+/// Test helper: panics unless `a` has the shape of the reference `b` and is within
+/// `tol * (1 + max |b|)` of it (figures from `accuracy::OutputAccuracy`, the gate's metric;
+/// values are compared as f64, so an f64 reference may check an f32 result).
+#[track_caller]
 pub fn assert_close(a: &Tensor, b: &Tensor, tol: f64) {
-    let c = closeness(a, b).unwrap();
-    let mag = b.to_f64_vec().iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    let m = crate::accuracy::OutputAccuracy::compare(
+        &b.to_f64_vec(),
+        &a.to_f64_vec(),
+        !b.dtype().is_float(),
+    );
     assert!(
-        c.max_abs <= tol * (1.0 + mag),
-        "tensors differ: {c:?}\n  got      {a:?}\n  expected {b:?}"
+        m.mismatch.is_none() && m.max_abs_error <= tol * (1.0 + m.max_abs_reference),
+        "tensors differ: {m:?}\n  got      {a:?}\n  expected {b:?}"
     );
 }
 
