@@ -217,6 +217,36 @@ fn unknown_versions_and_garbage_are_refused() {
         Err(Error::Unsupported { .. })
     ));
     std::fs::write(&mp, &text).unwrap();
+    // Hostile weights files: each a clear error, nothing allocated from their claims.
+    let wp = path.join(serialize::WEIGHTS_FILE);
+    let good = std::fs::read(&wp).unwrap();
+    let hlen = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(good[8..8 + hlen].to_vec()).unwrap();
+    let mut huge = good.clone();
+    huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let truncated = good[..good.len() - 1].to_vec();
+    let bad_offsets = {
+        // Point the first tensor's end far past the file (same header length).
+        let i = header.find("\"data_offsets\":[").unwrap() + "\"data_offsets\":[".len();
+        let j = i + header[i..].find(']').unwrap();
+        let repl = format!("{:<w$}", "0,999999999", w = j - i);
+        let mut h = header.clone();
+        h.replace_range(i..j, &repl);
+        let mut v = good[..8].to_vec();
+        v.extend_from_slice(h.as_bytes());
+        v.extend_from_slice(&good[8 + hlen..]);
+        v
+    };
+    for bytes in [huge, truncated, bad_offsets] {
+        std::fs::write(&wp, &bytes).unwrap();
+        let e = serialize::load(&path).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidModel { .. } | Error::Io { .. }),
+            "{e}"
+        );
+    }
+    std::fs::write(&wp, &good).unwrap();
+    serialize::load(&path).unwrap();
     std::fs::write(path.join(serialize::WEIGHTS_FILE), b"garbage").unwrap();
     assert!(matches!(
         serialize::load(&path),

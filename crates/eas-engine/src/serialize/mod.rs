@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::ir::{Fact, Graph, Node, Output, ValueId};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
-use safetensors::{Dtype as StDtype, SafeTensors, View};
+use safetensors::{Dtype as StDtype, View};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -209,6 +209,78 @@ pub fn save(g: &Graph, dir: &Path) -> Result<()> {
     result
 }
 
+/// Largest safetensors header accepted (names, dtypes, shapes and offsets as JSON).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+#[derive(Deserialize)]
+struct StEntry {
+    dtype: StDtype,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+/// Reads a safetensors file tensor by tensor, straight into each tensor's aligned storage:
+/// loading never holds the file and the tensors at once (peak memory = the weights once).
+/// Offsets, sizes and overlaps are checked against the file before anything is allocated.
+fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |msg: String| Error::invalid(format!("{}: {msg}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let file_len = f.metadata().map_err(io(path))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > MAX_HEADER_BYTES || header_len > file_len.saturating_sub(8) {
+        return Err(bad(format!("header length {header_len} is out of range")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(io(path))?;
+    let mut entries: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("header is not safetensors JSON: {e}")))?;
+    entries.remove("__metadata__");
+    let data_start = 8 + header_len;
+    let data_len = file_len - data_start;
+    let mut parsed: Vec<(String, StEntry)> = entries
+        .into_iter()
+        .map(|(name, v)| {
+            let e: StEntry =
+                serde_json::from_value(v).map_err(|e| bad(format!("tensor {name:?}: {e}")))?;
+            Ok((name, e))
+        })
+        .collect::<Result<_>>()?;
+    parsed.sort_by_key(|(_, e)| e.data_offsets.0);
+    let mut end_of_previous = 0u64;
+    for (name, e) in &parsed {
+        let dtype = from_st_dtype(e.dtype)?;
+        let (a, b) = e.data_offsets;
+        let want = crate::tensor::checked_volume(&e.shape)
+            .and_then(|v| v.checked_mul(dtype.size()))
+            .map(|v| v as u64);
+        if a < end_of_previous || b < a || b > data_len || want != Some(b - a) {
+            return Err(bad(format!(
+                "tensor {name:?}: offsets {a}..{b} do not fit its shape {:?} or the file",
+                e.shape
+            )));
+        }
+        end_of_previous = b;
+    }
+    let mut weights = HashMap::with_capacity(parsed.len());
+    for (name, e) in parsed {
+        let mut t = Tensor::zeros(from_st_dtype(e.dtype)?, &e.shape)?;
+        f.seek(SeekFrom::Start(data_start + e.data_offsets.0))
+            .map_err(io(path))?;
+        f.read_exact(t.as_bytes_mut()).map_err(io(path))?;
+        if t.dtype() == DType::Bool && t.as_bytes().iter().any(|&b| b > 1) {
+            return Err(bad(format!(
+                "bool tensor {name:?} holds values other than 0/1"
+            )));
+        }
+        weights.insert(name, t);
+    }
+    Ok(weights)
+}
+
 /// Loads an artifact directory written by `save`. Unknown formats and versions are refused.
 pub fn load(dir: &Path) -> Result<Graph> {
     let mp = dir.join(MODEL_FILE);
@@ -233,14 +305,7 @@ pub fn load(dir: &Path) -> Result<Graph> {
     let model: ModelJson = serde_json::from_value(head)
         .map_err(|e| Error::invalid(format!("{}: {e}", mp.display())))?;
     let wp = dir.join(WEIGHTS_FILE);
-    let wbytes = std::fs::read(&wp).map_err(io(&wp))?;
-    let st = SafeTensors::deserialize(&wbytes)
-        .map_err(|e| Error::invalid(format!("{}: {e}", wp.display())))?;
-    let mut weights: HashMap<String, Tensor> = HashMap::new();
-    for (name, view) in st.tensors() {
-        let t = Tensor::from_raw_bytes(from_st_dtype(view.dtype())?, view.shape(), view.data())?;
-        weights.insert(name, t);
-    }
+    let mut weights = read_weights(&wp)?;
     let values = model
         .values
         .into_iter()
