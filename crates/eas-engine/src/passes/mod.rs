@@ -8,13 +8,19 @@ mod const_fold;
 mod cse;
 mod dce;
 mod declutter;
+pub(crate) mod fold_affine;
+mod fold_pad;
 mod identity;
+mod transpose;
 
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use declutter::Declutter;
+pub use fold_affine::FoldConvAffine;
+pub use fold_pad::FoldPad;
 pub use identity::RemoveIdentities;
+pub use transpose::TransposeOpt;
 
 /// A graph transformation. Returns whether it changed the graph.
 pub trait Pass: Send + Sync {
@@ -28,6 +34,9 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(RemoveIdentities),
         Box::new(ConstFold::default()),
         Box::new(Declutter),
+        Box::new(TransposeOpt),
+        Box::new(FoldPad),
+        Box::new(FoldConvAffine),
         Box::new(Cse),
         Box::new(Dce),
     ]
@@ -79,4 +88,68 @@ pub fn refresh_facts(g: &mut Graph) -> Result<()> {
         g.reinfer_node(n)?;
     }
     Ok(())
+}
+
+/// Helpers for the passes' unit tests: build small graphs, optimize a copy, and check that
+/// the rewritten graph computes what the original did.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Pass, optimize};
+    use crate::cpu::{CpuModel, CpuOptions};
+    use crate::ir::{Graph, ValueId};
+    use crate::tensor::Tensor;
+
+    /// Deterministic pseudo-random f32 data in [-1, 1).
+    pub fn data(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(shape, v).unwrap()
+    }
+
+    /// A constant of pseudo-random data.
+    pub fn konst(g: &mut Graph, name: &str, shape: &[usize], seed: u64) -> ValueId {
+        g.add_const(name, data(shape, seed))
+    }
+
+    /// Live nodes of one op type.
+    pub fn count(g: &Graph, op: &str) -> usize {
+        g.op_histogram().get(op).copied().unwrap_or(0)
+    }
+
+    /// Optimizes a copy of `g` with `passes` (verifying after each), runs both on the CPU with
+    /// `inputs`, asserts the outputs keep their names and shapes and agree within 1e-5 of
+    /// their magnitude, and returns the optimized graph.
+    pub fn rewrite(g: &Graph, passes: Vec<Box<dyn Pass>>, inputs: &[Tensor]) -> Graph {
+        let mut o = g.clone();
+        optimize(&mut o, &passes).unwrap();
+        crate::ir::verify(&o).unwrap();
+        let names =
+            |g: &Graph| -> Vec<String> { g.outputs().iter().map(|o| o.name.clone()).collect() };
+        assert_eq!(names(g), names(&o), "output names changed");
+        let run = |g: &Graph| {
+            CpuModel::new(g.clone(), CpuOptions { threads: Some(1) })
+                .and_then(|m| m.run(inputs))
+                .unwrap()
+        };
+        let (want, got) = (run(g), run(&o));
+        for (w, r) in want.iter().zip(&got) {
+            assert_eq!(w.shape(), r.shape());
+            let c = crate::tensor::closeness(r, w).unwrap();
+            assert!(
+                c.max_rel_to_magnitude <= 1e-5,
+                "rewritten graph differs: {c:?}\noriginal:\n{g}\nrewritten:\n{o}"
+            );
+        }
+        o
+    }
 }
