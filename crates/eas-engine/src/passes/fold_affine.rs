@@ -174,3 +174,114 @@ fn fold(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
     };
     fold_into_conv(g, conv_id, &scale, &shift, id, node.outputs[0])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Fact;
+    use crate::ops::{BatchNorm, Padding};
+    use crate::passes::testing::{count, data, konst, rewrite};
+    use crate::passes::{Dce, Declutter, Pass};
+
+    fn passes() -> Vec<Box<dyn Pass>> {
+        vec![Box::new(FoldConvAffine), Box::new(Declutter), Box::new(Dce)]
+    }
+
+    /// x [1, 3, 6, 5] -> Conv(4 out channels, optional bias); returns (graph, conv output).
+    fn conv_graph(bias: bool) -> (Graph, ValueId) {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 3, 6, 5]));
+        let w = konst(&mut g, "w", &[4, 3, 3, 3], 1);
+        let mut ins = vec![x, w];
+        if bias {
+            ins.push(konst(&mut g, "b", &[4], 2));
+        }
+        let op = Conv {
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            padding: Padding::SameUpper,
+            group: 1,
+        };
+        let y = g.add_node1("conv", op, &ins).unwrap();
+        (g, y)
+    }
+    fn bin(g: &mut Graph, op: BinOp, a: ValueId, b: ValueId) -> ValueId {
+        let name = g.fresh_name("bin");
+        g.add_node1(name, Binary::new(op), &[a, b]).unwrap()
+    }
+    fn input() -> [Tensor; 1] {
+        [data(&[1, 3, 6, 5], 9)]
+    }
+
+    #[test]
+    fn batch_norm_as_mul_add_folds_into_the_conv() {
+        for bias in [false, true] {
+            let (mut g, y) = conv_graph(bias);
+            let s = konst(&mut g, "s", &[1, 4, 1, 1], 3);
+            let b = konst(&mut g, "beta", &[4, 1, 1], 4);
+            let half = g.add_const("half", Tensor::scalar(0.5f32));
+            let m = bin(&mut g, BinOp::Mul, y, s);
+            let a = bin(&mut g, BinOp::Add, b, m);
+            let d = bin(&mut g, BinOp::Div, a, half);
+            let sub = bin(&mut g, BinOp::Sub, half, d);
+            let sub2 = bin(&mut g, BinOp::Sub, sub, b);
+            g.set_outputs(&[sub2]);
+            let o = rewrite(&g, passes(), &input());
+            assert_eq!(o.node_count(), 1, "{o}");
+            assert_eq!(count(&o, "Conv"), 1);
+        }
+    }
+
+    #[test]
+    fn not_per_channel_or_shared_conv_is_left_alone() {
+        // Varies along a spatial axis.
+        let (mut g, y) = conv_graph(true);
+        let k = konst(&mut g, "k", &[6, 1], 3);
+        let m = bin(&mut g, BinOp::Mul, y, k);
+        g.set_outputs(&[m]);
+        let o = rewrite(&g, passes(), &input());
+        assert_eq!(count(&o, "Mul"), 1);
+        // Grows the output (a batch of 2 scales).
+        let (mut g, y) = conv_graph(true);
+        let k = konst(&mut g, "k", &[2, 4, 1, 1], 3);
+        let m = bin(&mut g, BinOp::Mul, y, k);
+        g.set_outputs(&[m]);
+        let o = rewrite(&g, passes(), &input());
+        assert_eq!(count(&o, "Mul"), 1);
+        // The conv output is read elsewhere too (here: a graph output).
+        let (mut g, y) = conv_graph(false);
+        let k = konst(&mut g, "k", &[4, 1, 1], 3);
+        let m = bin(&mut g, BinOp::Add, y, k);
+        g.set_outputs(&[m, y]);
+        let o = rewrite(&g, passes(), &input());
+        assert_eq!(count(&o, "Add"), 1);
+        // k / conv is not affine in the conv.
+        let (mut g, y) = conv_graph(false);
+        let k = konst(&mut g, "k", &[4, 1, 1], 3);
+        let m = bin(&mut g, BinOp::Div, k, y);
+        g.set_outputs(&[m]);
+        let o = rewrite(&g, passes(), &input());
+        assert_eq!(count(&o, "Div"), 1);
+    }
+
+    #[test]
+    fn batch_normalization_still_folds_through_the_shared_helper() {
+        let (mut g, y) = conv_graph(true);
+        let mut p: Vec<ValueId> = (0..4).map(|i| konst(&mut g, "p", &[4], 10 + i)).collect();
+        // A positive variance.
+        p[3] = g.add_const(
+            "var",
+            Tensor::from_vec(&[4], vec![0.5f32, 1.0, 2.0, 0.1]).unwrap(),
+        );
+        let bn = g
+            .add_node1(
+                "bn",
+                BatchNorm { epsilon: 1e-3 },
+                &[y, p[0], p[1], p[2], p[3]],
+            )
+            .unwrap();
+        g.set_outputs(&[bn]);
+        let o = rewrite(&g, passes(), &input());
+        assert_eq!(o.node_count(), 1, "{o}");
+    }
+}

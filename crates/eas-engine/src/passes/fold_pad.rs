@@ -310,3 +310,211 @@ fn fold(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
     patch.remove(id);
     Ok(Some(patch))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+    use crate::ops::{Reduce, ReduceOp};
+    use crate::passes::testing::{count, data, konst, rewrite};
+    use crate::passes::{Dce, Pass};
+    use crate::tensor::Tensor;
+
+    fn passes() -> Vec<Box<dyn Pass>> {
+        vec![Box::new(FoldPad), Box::new(Dce)]
+    }
+    fn pad_node(
+        g: &mut Graph,
+        x: ValueId,
+        pads: &[i64],
+        mode: PadMode,
+        value: Option<f32>,
+    ) -> ValueId {
+        let p = g.add_const(
+            "pads",
+            Tensor::from_vec(&[pads.len()], pads.to_vec()).unwrap(),
+        );
+        let mut ins = vec![x, p];
+        if let Some(v) = value {
+            ins.push(g.add_const("value", Tensor::scalar(v)));
+        }
+        g.add_node1("pad", Pad { mode }, &ins).unwrap()
+    }
+    fn conv(padding: Padding, strides: &[usize]) -> Conv {
+        Conv {
+            strides: strides.to_vec(),
+            dilations: vec![1, 1],
+            padding,
+            group: 1,
+        }
+    }
+    fn pool(kind: PoolKind, padding: Padding) -> Pool {
+        Pool {
+            kind,
+            kernel: vec![3, 3],
+            strides: vec![2, 2],
+            dilations: vec![1, 1],
+            padding,
+            ceil_mode: false,
+        }
+    }
+
+    /// x [1, 3, 9, 8] -> (Relu) -> Pad(pads, value) -> op; returns the Pads left after the
+    /// pass (outputs checked against the unfolded graph).
+    fn run_case(
+        pads: &[i64],
+        mode: PadMode,
+        value: Option<f32>,
+        relu_first: bool,
+        op: impl Into<Box<dyn Op>>,
+    ) -> usize {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 3, 9, 8]));
+        let x = if relu_first {
+            g.add_node1("relu", Unary::new(UnaryOp::Relu), &[x])
+                .unwrap()
+        } else {
+            x
+        };
+        let p = pad_node(&mut g, x, pads, mode, value);
+        let op = op.into();
+        let ins = if op.is::<Conv>() {
+            vec![p, konst(&mut g, "w", &[4, 3, 3, 3], 7)]
+        } else {
+            vec![p]
+        };
+        let y = g.add_node1("op", op, &ins).unwrap();
+        g.set_outputs(&[y]);
+        let o = rewrite(&g, passes(), &[data(&[1, 3, 9, 8], 1)]);
+        count(&o, "Pad")
+    }
+
+    const SPATIAL: [i64; 8] = [0, 0, 1, 2, 0, 0, 2, 0];
+
+    #[test]
+    fn zero_pad_folds_into_conv_padding() {
+        let c = || conv(Padding::Valid, &[1, 1]);
+        assert_eq!(run_case(&SPATIAL, PadMode::Constant, None, false, c()), 0);
+        assert_eq!(
+            run_case(&SPATIAL, PadMode::Constant, Some(0.0), false, c()),
+            0
+        );
+        // Combined with the conv's own SAME padding, strided.
+        let same = conv(Padding::SameUpper, &[2, 2]);
+        assert_eq!(run_case(&SPATIAL, PadMode::Constant, None, false, same), 0);
+        // Not folded: a non-zero value, another mode, a channel pad, a crop.
+        assert_eq!(
+            run_case(&SPATIAL, PadMode::Constant, Some(1.0), false, c()),
+            1
+        );
+        assert_eq!(run_case(&SPATIAL, PadMode::Reflect, None, false, c()), 1);
+        let chan = [0, 1, 1, 0, 0, 0, 1, 0];
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 2, 9, 8]));
+        let p = pad_node(&mut g, x, &chan, PadMode::Constant, None);
+        let w = konst(&mut g, "w", &[4, 3, 3, 3], 7);
+        let y = g.add_node1("op", c(), &[p, w]).unwrap();
+        g.set_outputs(&[y]);
+        let o = rewrite(&g, passes(), &[data(&[1, 2, 9, 8], 1)]);
+        assert_eq!(count(&o, "Pad"), 1);
+        let crop = [0, 0, 1, -1, 0, 0, 1, 0];
+        assert_eq!(run_case(&crop, PadMode::Constant, None, false, c()), 1);
+    }
+
+    #[test]
+    fn nhwc_pad_read_through_a_transpose_folds() {
+        // The importer's conv1: NHWC input -> Pad -> Transpose(NCHW) -> Conv.
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 9, 8, 3]));
+        let p = pad_node(
+            &mut g,
+            x,
+            &[0, 3, 3, 0, 0, 3, 2, 0],
+            PadMode::Constant,
+            None,
+        );
+        let t = g
+            .add_node1(
+                "t",
+                Transpose {
+                    perm: vec![0, 3, 1, 2],
+                },
+                &[p],
+            )
+            .unwrap();
+        let w = konst(&mut g, "w", &[4, 3, 7, 7], 7);
+        let y = g
+            .add_node1("conv", conv(Padding::Valid, &[2, 2]), &[t, w])
+            .unwrap();
+        g.set_outputs(&[y]);
+        let o = rewrite(&g, passes(), &[data(&[1, 9, 8, 3], 1)]);
+        assert_eq!((count(&o, "Pad"), count(&o, "Transpose")), (0, 1));
+    }
+
+    #[test]
+    fn max_pool_folds_only_non_negative_input_with_real_windows() {
+        let max = || pool(PoolKind::Max, Padding::Valid);
+        let pads = [0, 0, 1, 1, 0, 0, 1, 1];
+        assert_eq!(run_case(&pads, PadMode::Constant, None, true, max()), 0);
+        // Raw (possibly negative) input: a zero pad may win the max.
+        assert_eq!(run_case(&pads, PadMode::Constant, None, false, max()), 1);
+        // A window made of padding only: zero vs the pool's empty max differ.
+        let big = [0, 0, 3, 0, 0, 0, 0, 0];
+        assert_eq!(run_case(&big, PadMode::Constant, None, true, max()), 1);
+        // Non-negative through a reduction is not proven: left alone.
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 3, 9, 8]));
+        let r = g
+            .add_node1(
+                "sum",
+                Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0],
+                    keepdims: true,
+                    noop_with_empty_axes: false,
+                },
+                &[x],
+            )
+            .unwrap();
+        assert!(!non_negative(&g, r, 8));
+    }
+
+    #[test]
+    fn average_pool_folds_with_count_include_pad() {
+        let pads = [0, 0, 1, 1, 0, 0, 1, 1];
+        let avg = |cip, padding| {
+            pool(
+                PoolKind::Avg {
+                    count_include_pad: cip,
+                },
+                padding,
+            )
+        };
+        assert_eq!(
+            run_case(
+                &pads,
+                PadMode::Constant,
+                None,
+                false,
+                avg(false, Padding::Valid)
+            ),
+            0
+        );
+        let own = Padding::Explicit(vec![1, 0, 0, 1]);
+        assert_eq!(
+            run_case(
+                &pads,
+                PadMode::Constant,
+                None,
+                false,
+                avg(true, own.clone())
+            ),
+            0
+        );
+        // Own pads not counted but the Pad's would be: not expressible.
+        assert_eq!(
+            run_case(&pads, PadMode::Constant, None, false, avg(false, own)),
+            1
+        );
+    }
+}

@@ -153,3 +153,110 @@ pub(crate) mod testing {
         o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{count, data, konst, rewrite};
+    use crate::dtype::DType;
+    use crate::ir::{Fact, Graph, ValueId};
+    use crate::ops::{
+        BinOp, Binary, Conv, Pad, PadMode, Padding, Pool, PoolKind, Reduce, ReduceOp, Transpose,
+        Unary, UnaryOp,
+    };
+    use crate::tensor::Tensor;
+
+    /// What the TF importer makes of a small NHWC CNN: every NCHW op between transposes,
+    /// batch norm as Mul/Add on the last axis, Relu6, explicit Pads, a residual Add and a
+    /// global mean. o1 leaves the input's transpose only.
+    #[test]
+    fn o1_strips_the_nhwc_layout_noise_of_an_imported_cnn() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 9, 9, 3]));
+        let mut seed = 0;
+        let mut k = |g: &mut Graph, shape: &[usize]| {
+            seed += 1;
+            konst(g, "k", shape, seed)
+        };
+        fn n(g: &mut Graph, op: impl Into<Box<dyn crate::ops::Op>>, ins: &[ValueId]) -> ValueId {
+            let name = g.fresh_name("n");
+            g.add_node1(name, op, ins).unwrap()
+        }
+        let tr = |perm: [usize; 4]| Transpose {
+            perm: perm.to_vec(),
+        };
+        let bin = Binary::new;
+        let conv = |group, pad: Padding| Conv {
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            padding: pad,
+            group,
+        };
+        let pads = g.add_const(
+            "pads",
+            Tensor::from_vec(&[8], vec![0i64, 1, 1, 0, 0, 1, 1, 0]).unwrap(),
+        );
+        // Pad -> conv (4 channels), batch norm, relu6
+        let p0 = n(
+            &mut g,
+            Pad {
+                mode: PadMode::Constant,
+            },
+            &[x, pads],
+        );
+        let a = n(&mut g, tr([0, 3, 1, 2]), &[p0]);
+        let w = k(&mut g, &[4, 3, 3, 3]);
+        let c = n(&mut g, conv(1, Padding::Valid), &[a, w]);
+        let c = n(&mut g, tr([0, 2, 3, 1]), &[c]);
+        let (s, b) = (k(&mut g, &[4]), k(&mut g, &[4]));
+        let c = n(&mut g, bin(BinOp::Mul), &[c, s]);
+        let c = n(&mut g, bin(BinOp::Add), &[c, b]);
+        let y = n(
+            &mut g,
+            Unary::new(UnaryOp::Clip { min: 0.0, max: 6.0 }),
+            &[c],
+        );
+        // Pad -> max pool, then depthwise conv with batch norm, residual add
+        let p1 = n(
+            &mut g,
+            Pad {
+                mode: PadMode::Constant,
+            },
+            &[y, pads],
+        );
+        let a = n(&mut g, tr([0, 3, 1, 2]), &[p1]);
+        let mp = Pool {
+            kind: PoolKind::Max,
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            padding: Padding::Valid,
+            ceil_mode: false,
+        };
+        let m = n(&mut g, mp, &[a]);
+        let m = n(&mut g, tr([0, 2, 3, 1]), &[m]);
+        let a = n(&mut g, tr([0, 3, 1, 2]), &[m]);
+        let w = k(&mut g, &[4, 1, 3, 3]);
+        let d = n(&mut g, conv(4, Padding::SameUpper), &[a, w]);
+        let d = n(&mut g, tr([0, 2, 3, 1]), &[d]);
+        let (s, b) = (k(&mut g, &[4]), k(&mut g, &[4]));
+        let d = n(&mut g, bin(BinOp::Mul), &[d, s]);
+        let d = n(&mut g, bin(BinOp::Add), &[d, b]);
+        let r = n(&mut g, bin(BinOp::Add), &[m, d]);
+        let r = n(&mut g, Unary::new(UnaryOp::Relu), &[r]);
+        let out = n(
+            &mut g,
+            Reduce {
+                op: ReduceOp::Mean,
+                axes: vec![1, 2],
+                keepdims: false,
+                noop_with_empty_axes: false,
+            },
+            &[r],
+        );
+        g.set_outputs(&[out]);
+        let o = rewrite(&g, super::default_o1(), &[data(&[1, 9, 9, 3], 42)]);
+        assert_eq!(count(&o, "Transpose"), 1, "{o}");
+        assert_eq!(count(&o, "Pad") + count(&o, "Mul"), 0, "{o}");
+        assert_eq!(count(&o, "Add"), 1, "only the residual add is left:\n{o}");
+    }
+}
