@@ -108,7 +108,7 @@ pub(crate) fn fold_into_conv(
     );
     let pb = patch.add_const(format!("{}.b", node.name), Tensor::from_vec(&[m], new_b)?);
     let k = patch.add_node(
-        node.name.clone(),
+        super::base_name(&node.name),
         conv.clone(),
         &[node.inputs[0].into(), pw, pb],
     );

@@ -284,7 +284,7 @@ fn fold(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
         Some((tid, perm)) => {
             let t = g.node(*tid);
             let k = patch.add_node(
-                t.name.clone(),
+                super::base_name(&t.name),
                 Transpose { perm: perm.clone() },
                 &[src.x.into()],
             );
@@ -305,7 +305,7 @@ fn fold(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
     };
     let mut ins = vec![input];
     ins.extend(node.inputs[1..].iter().map(|&v| PValue::from(v)));
-    let k = patch.add_node(node.name.clone(), new_op, &ins);
+    let k = patch.add_node(super::base_name(&node.name), new_op, &ins);
     patch.substitute(node.outputs[0], Patch::out(k, 0));
     patch.remove(id);
     Ok(Some(patch))

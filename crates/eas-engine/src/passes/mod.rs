@@ -42,6 +42,19 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
     ]
 }
 
+/// `name` without the `.N` suffixes `Graph::fresh_name` adds, so a node rewritten many times
+/// keeps a readable name (`conv.1`, not `conv.1.1.1.1`) in profiles and errors.
+pub(crate) fn base_name(name: &str) -> &str {
+    let mut n = name;
+    while let Some((head, tail)) = n.rsplit_once('.') {
+        if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) || head.is_empty() {
+            break;
+        }
+        n = head;
+    }
+    n
+}
+
 /// Upper bound on driver rounds; real graphs settle in two or three.
 const MAX_ROUNDS: usize = 32;
 
@@ -164,6 +177,14 @@ mod tests {
         Unary, UnaryOp,
     };
     use crate::tensor::Tensor;
+
+    #[test]
+    fn base_name_strips_fresh_name_suffixes_only() {
+        assert_eq!(super::base_name("a/conv.1.1.2"), "a/conv");
+        assert_eq!(super::base_name("a/conv_1"), "a/conv_1");
+        assert_eq!(super::base_name("block.x.1"), "block.x");
+        assert_eq!(super::base_name(".1"), ".1");
+    }
 
     /// What the TF importer makes of a small NHWC CNN: every NCHW op between transposes,
     /// batch norm as Mul/Add on the last axis, Relu6, explicit Pads, a residual Add and a

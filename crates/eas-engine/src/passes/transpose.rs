@@ -128,7 +128,11 @@ fn transpose_patch(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
         if is_identity(&c) {
             patch.substitute(out, src);
         } else {
-            let k = patch.add_node(node.name.clone(), Transpose { perm: c }, &[src.into()]);
+            let k = patch.add_node(
+                super::base_name(&node.name),
+                Transpose { perm: c },
+                &[src.into()],
+            );
             patch.substitute(out, Patch::out(k, 0));
         }
         patch.remove(id);
@@ -167,7 +171,11 @@ fn transpose_patch(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
         format!("{}.shape", node.name),
         Tensor::from_vec(&[shape.len()], shape)?,
     );
-    let k = patch.add_node(node.name.clone(), Reshape::default(), &[x.into(), s]);
+    let k = patch.add_node(
+        super::base_name(&node.name),
+        Reshape::default(),
+        &[x.into(), s],
+    );
     patch.substitute(out, Patch::out(k, 0));
     patch.remove(id);
     Ok(Some(patch))
@@ -378,10 +386,14 @@ fn sink_patch(g: &Graph, n: NodeId) -> Result<Option<Patch>> {
             In::Const(t) => patch.add_const(format!("{}.c", node.name), t),
         })
         .collect();
-    let k = patch.add_node(node.name.clone(), plan.new_op, &ins);
+    let k = patch.add_node(super::base_name(&node.name), plan.new_op, &ins);
     let mut out = Patch::out(k, 0);
     if let Some(p) = plan.post {
-        let t = patch.add_node(format!("{}/t", node.name), Transpose { perm: p }, &[out]);
+        let t = patch.add_node(
+            format!("{}/t", super::base_name(&node.name)),
+            Transpose { perm: p },
+            &[out],
+        );
         out = Patch::out(t, 0);
     }
     patch.substitute(node.outputs[0], out);
