@@ -1,9 +1,7 @@
 //! Normalizations and softmax.
 
 use super::{Op, OpRegistry, de, expect_inputs, norm_axis};
-use crate::dtype::DType;
 use crate::ir::{Fact, Graph, NodeId, Patch};
-use crate::ops::Conv;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -39,73 +37,32 @@ impl Op for BatchNorm {
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
 
-    /// Folds into a preceding Conv with constant weights: W' = W * s, b' = (b - mean) * s + beta
-    /// with s = scale / sqrt(var + eps), when the Conv output feeds only this node.
+    /// Folds into a preceding Conv with constant f32 weights: W' = W * s,
+    /// b' = b * s + (beta - mean * s) with s = scale / sqrt(var + eps), when the Conv output
+    /// feeds only this node (`passes::fold_affine` does the arithmetic and the checks).
     fn declutter(&self, g: &Graph, n: NodeId) -> Result<Option<Patch>> {
         let node = g.node(n);
-        let Some((conv_id, conv_node)) = g.producer(node.inputs[0]) else {
+        let Some((conv_id, _, _)) = crate::passes::fold_affine::sole_conv(g, node.inputs[0], n)
+        else {
             return Ok(None);
         };
-        let Some(conv) = conv_node.op.downcast_ref::<Conv>() else {
+        let consts: Option<Vec<Vec<f64>>> = node.inputs[1..]
+            .iter()
+            .map(|&v| g.konst(v).map(Tensor::to_f64_vec))
+            .collect();
+        let Some(p) = consts else {
             return Ok(None);
         };
-        let consts: Option<Vec<&Tensor>> = node.inputs[1..].iter().map(|&v| g.konst(v)).collect();
-        let (Some(p), Some(w)) = (consts, g.konst(conv_node.inputs[1])) else {
-            return Ok(None);
-        };
-        let bias = match conv_node.inputs.get(2) {
-            Some(&b) => match g.konst(b) {
-                Some(t) => Some(t),
-                None => return Ok(None),
-            },
-            None => None,
-        };
-        if w.dtype() != DType::F32 || g.outputs().iter().any(|o| o.value == node.inputs[0]) {
+        let (scale, beta, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+        let m = scale.len();
+        if p.iter().any(|t| t.len() != m) {
             return Ok(None);
         }
-        let single_use = g
-            .nodes()
-            .filter(|(_, m)| m.inputs.contains(&node.inputs[0]))
-            .count()
-            == 1;
-        let m = w.shape()[0];
-        if !single_use || p.iter().any(|t| t.len() != m) || bias.is_some_and(|b| b.len() != m) {
-            return Ok(None);
-        }
-        let v = |t: &Tensor| t.to_f64_vec();
-        let (scale, beta, mean, var) = (v(p[0]), v(p[1]), v(p[2]), v(p[3]));
-        let b0 = bias.map_or(vec![0.0; m], v);
         let s: Vec<f64> = (0..m)
             .map(|i| scale[i] / (var[i] + self.epsilon as f64).sqrt())
             .collect();
-        let per = w.len() / m.max(1);
-        let wv = w.as_slice::<f32>()?;
-        let new_w: Vec<f32> = wv
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (x as f64 * s[i / per]) as f32)
-            .collect();
-        let new_b: Vec<f32> = (0..m)
-            .map(|i| ((b0[i] - mean[i]) * s[i] + beta[i]) as f32)
-            .collect();
-        let mut patch = Patch::new();
-        let pw = patch.add_const(
-            format!("{}.w", conv_node.name),
-            Tensor::from_vec(w.shape(), new_w)?,
-        );
-        let pb = patch.add_const(
-            format!("{}.b", conv_node.name),
-            Tensor::from_vec(&[m], new_b)?,
-        );
-        let k = patch.add_node(
-            conv_node.name.clone(),
-            conv.clone(),
-            &[conv_node.inputs[0].into(), pw, pb],
-        );
-        patch.substitute(node.outputs[0], Patch::out(k, 0));
-        patch.remove(n);
-        patch.remove(conv_id);
-        Ok(Some(patch))
+        let shift: Vec<f64> = (0..m).map(|i| beta[i] - mean[i] * s[i]).collect();
+        crate::passes::fold_affine::fold_into_conv(g, conv_id, &s, &shift, n, node.outputs[0])
     }
     crate::op_common!();
 }

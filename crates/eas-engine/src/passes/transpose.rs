@@ -1,0 +1,630 @@
+//! Transpose optimization: removes the layout noise of imported NHWC graphs.
+//!
+//! The TensorFlow importer wraps every NCHW engine op in Transpose(NHWC->NCHW) ...
+//! Transpose(NCHW->NHWC); what sits between two such ops (batch norm as Mul/Add, Relu,
+//! residual Add, Pad) is layout-agnostic. This pass moves ("sinks") a transpose below such
+//! ops, so that inverse pairs meet and cancel:
+//!
+//! - Transpose(Transpose(x, p), q) becomes Transpose(x, p∘q), or `x` when that is the
+//!   identity;
+//! - a transpose that only moves size-1 axes becomes a Reshape;
+//! - `op(Transpose(x, p), ...)` becomes `Transpose(op'(x, ...), p')` for element-wise ops
+//!   (Unary, Math, Cast; Binary and Where whose other inputs are constants or carry the same
+//!   transpose; constants are permuted so broadcasting means the same), Pad (pads permuted),
+//!   Reduce*/ArgMax/ArgMin (axes remapped; without keepdims the transpose after shrinks,
+//!   often to nothing), Concat (axis remapped) and Softmax (axis remapped).
+//!
+//! A sink is done only when every transpose it reads can then die: its other readers are
+//! transposes (which compose with it) or can take it as well, and all of them together add
+//! at most one transpose after them. So the number of transposes does not grow, and a
+//! transpose only ever moves towards the outputs: the pass terminates. A transpose that is
+//! a graph output stays. Graph outputs keep their names, shapes and values.
+
+use super::Pass;
+use crate::Result;
+use crate::ir::{Dim, Graph, NodeId, PValue, Patch, ValueId};
+use crate::ops::{
+    ArgReduce, Binary, Cast, Concat, Math, Op, Pad, Reduce, Reshape, Softmax, Transpose, Unary,
+    Where, norm_axis,
+};
+use crate::tensor::Tensor;
+
+/// Cancels, merges and sinks transposes (see the module doc).
+pub struct TransposeOpt;
+
+impl Pass for TransposeOpt {
+    fn name(&self) -> &'static str {
+        "transpose"
+    }
+    fn run(&self, g: &mut Graph) -> Result<bool> {
+        let mut changed = false;
+        // One sweep in dependency order; patches are applied at once, so a transpose sunk
+        // below one node is seen by the next and can travel a whole chain in one run.
+        for id in g.topo_order()? {
+            if g.try_node(id).is_none() {
+                continue;
+            }
+            let patch = if g.node(id).op.is::<Transpose>() {
+                transpose_patch(g, id)?
+            } else {
+                sink_patch(g, id)?
+            };
+            if let Some(p) = patch {
+                p.apply(g)?;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// `inv[p[i]] = i`.
+pub(crate) fn invert(p: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; p.len()];
+    for (i, &a) in p.iter().enumerate() {
+        inv[a] = i;
+    }
+    inv
+}
+
+fn is_identity(p: &[usize]) -> bool {
+    p.iter().enumerate().all(|(i, &a)| i == a)
+}
+
+/// The transpose producing `v`: (node, perm, its input).
+fn transpose_of(g: &Graph, v: ValueId) -> Option<(NodeId, &[usize], ValueId)> {
+    let (id, n) = g.producer(v)?;
+    let t = n.op.downcast_ref::<Transpose>()?;
+    Some((id, &t.perm, n.inputs[0]))
+}
+
+/// Whether sinking the transpose producing `v` into `user` (whose rewrite adds
+/// `user_adds` transposes after it) keeps the transpose count from growing: `v` is no graph
+/// output and each of its other readers is a transpose (they compose) or can take the
+/// transpose too, with at most one transpose added after all of them together.
+fn worth_sinking(
+    g: &Graph,
+    consumers: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+    user: NodeId,
+    user_adds: usize,
+) -> Result<bool> {
+    if g.outputs().iter().any(|o| o.value == v) {
+        return Ok(false);
+    }
+    let mut adds = user_adds;
+    let mut seen = vec![user];
+    for &(c, _) in &consumers[v.index()] {
+        if seen.contains(&c) || g.node(c).op.is::<Transpose>() {
+            continue;
+        }
+        seen.push(c);
+        match plan(g, c)? {
+            Some(p) => adds += usize::from(p.post.is_some()),
+            None => return Ok(false),
+        }
+    }
+    Ok(adds <= 1)
+}
+
+/// True when `v` is read by `user` alone and is no graph output.
+fn only_read_by(g: &Graph, consumers: &[Vec<(NodeId, usize)>], v: ValueId, user: NodeId) -> bool {
+    !g.outputs().iter().any(|o| o.value == v)
+        && consumers[v.index()].iter().all(|&(c, _)| c == user)
+}
+
+/// Rewrites of a Transpose node itself: composition with a producing transpose, or a
+/// Reshape when it only moves size-1 axes.
+fn transpose_patch(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
+    let node = g.node(id);
+    let Some(t) = node.op.downcast_ref::<Transpose>() else {
+        return Ok(None);
+    };
+    let (x, out) = (node.inputs[0], node.outputs[0]);
+    if let Some((first, p, src)) = transpose_of(g, x) {
+        // out axis i = x axis q[i] = src axis p[q[i]].
+        let c: Vec<usize> = t.perm.iter().map(|&q| p[q]).collect();
+        let mut patch = Patch::new();
+        if is_identity(&c) {
+            patch.substitute(out, src);
+        } else {
+            let k = patch.add_node(
+                super::base_name(&node.name),
+                Transpose { perm: c },
+                &[src.into()],
+            );
+            patch.substitute(out, Patch::out(k, 0));
+        }
+        patch.remove(id);
+        if only_read_by(g, &g.consumers(), x, id) {
+            patch.remove(first);
+        }
+        return Ok(Some(patch));
+    }
+    if is_identity(&t.perm) {
+        return Ok(None); // RemoveIdentities bypasses it
+    }
+    // Only size-1 axes move: the data order is unchanged, a Reshape does it without a copy
+    // of strided reads.
+    let dims = g.fact(x).shape.dims();
+    let moved: Vec<usize> = t
+        .perm
+        .iter()
+        .copied()
+        .filter(|&a| !dims[a].is_one())
+        .collect();
+    if !moved.windows(2).all(|w| w[0] < w[1]) {
+        return Ok(None);
+    }
+    // The target: known dims as numbers; a symbolic dim that keeps its position is 0 (copy
+    // the input's, keeping the symbol); anything else is left as a Transpose.
+    let mut shape = Vec::with_capacity(dims.len());
+    for (i, d) in g.fact(out).shape.dims().iter().enumerate() {
+        shape.push(match d {
+            Dim::Known(k) if *k > 0 => *k as i64,
+            Dim::Sym(_) if dims.get(i) == Some(d) => 0,
+            _ => return Ok(None),
+        });
+    }
+    let mut patch = Patch::new();
+    let s = patch.add_const(
+        format!("{}.shape", node.name),
+        Tensor::from_vec(&[shape.len()], shape)?,
+    );
+    let k = patch.add_node(
+        super::base_name(&node.name),
+        Reshape::default(),
+        &[x.into(), s],
+    );
+    patch.substitute(out, Patch::out(k, 0));
+    patch.remove(id);
+    Ok(Some(patch))
+}
+
+/// An input of a rewritten node.
+enum In {
+    Old(ValueId),
+    Const(Tensor),
+}
+
+/// How to rewrite `op(Transpose(x, perm), ...)` as `Transpose(new_op(x, ...), post)`.
+struct Sink {
+    new_op: Box<dyn Op>,
+    inputs: Vec<In>,
+    /// Perm of the transpose after the rewritten node; `None` when it is the identity.
+    post: Option<Vec<usize>>,
+    /// The transposes read (value read, producing node).
+    transposes: Vec<(ValueId, NodeId)>,
+}
+
+/// `c` (rank <= perm's rank) as the constant that broadcasts against the untransposed
+/// operand the way `c` broadcast against the transposed one.
+fn untranspose_const(c: &Tensor, perm: &[usize]) -> Result<Option<Tensor>> {
+    let r = perm.len();
+    if c.rank() > r {
+        return Ok(None);
+    }
+    let mut shape = vec![1; r - c.rank()];
+    shape.extend_from_slice(c.shape());
+    let c = c.reshaped(&shape)?;
+    let mut t = crate::cpu::eval_op(&Transpose { perm: invert(perm) }, &[c])?;
+    Ok(t.pop())
+}
+
+/// After reducing the transposed input over `axes` (of the transposed order) without
+/// keepdims: the perm that puts the untransposed reduction's output in the original order.
+fn remaining_perm(perm: &[usize], axes: &[usize]) -> Vec<usize> {
+    let kept: Vec<usize> = (0..perm.len())
+        .filter(|i| !axes.contains(i))
+        .map(|i| perm[i])
+        .collect();
+    let mut sorted = kept.clone();
+    sorted.sort_unstable();
+    kept.iter()
+        .map(|a| sorted.iter().position(|s| s == a).unwrap_or(0))
+        .collect()
+}
+
+fn post(p: Vec<usize>) -> Option<Vec<usize>> {
+    (!is_identity(&p)).then_some(p)
+}
+
+/// The rewrite of node `n` when its inputs carry a transpose, if the op allows one.
+fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
+    let node = g.node(n);
+    if node.outputs.len() != 1 || node.inputs.is_empty() {
+        return Ok(None);
+    }
+    let Some((_, perm, _)) = transpose_of(g, node.inputs[0])
+        .or_else(|| node.inputs.iter().find_map(|&v| transpose_of(g, v)))
+    else {
+        return Ok(None);
+    };
+    let perm = perm.to_vec();
+    let r = perm.len();
+    let op = node.op.as_ref();
+    let mut transposes = Vec::new();
+    // Inputs: transposed by `perm` (read untransposed) or constants (permuted).
+    let mut map_inputs = |slots: &[ValueId], consts_ok: bool| -> Result<Option<Vec<In>>> {
+        let mut ins = Vec::with_capacity(slots.len());
+        for &v in slots {
+            if let Some((tid, p, src)) = transpose_of(g, v)
+                && p == perm.as_slice()
+            {
+                transposes.push((v, tid));
+                ins.push(In::Old(src));
+            } else if let (true, Some(c)) = (consts_ok, g.konst(v)) {
+                match untranspose_const(c, &perm)? {
+                    Some(c) => ins.push(In::Const(c)),
+                    None => return Ok(None),
+                }
+            } else {
+                return Ok(None);
+            }
+        }
+        Ok(Some(ins))
+    };
+    let sink = |new_op: Box<dyn Op>, inputs: Vec<In>, post: Option<Vec<usize>>, transposes| {
+        Ok(Some(Sink {
+            new_op,
+            inputs,
+            post,
+            transposes,
+        }))
+    };
+    if op.is::<Unary>() || op.is::<Math>() || op.is::<Cast>() {
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        return sink(op.clone_op(), ins, post(perm), transposes);
+    }
+    if op.is::<Binary>() || op.is::<Where>() {
+        let Some(ins) = map_inputs(&node.inputs, true)? else {
+            return Ok(None);
+        };
+        // The transposed operands fix the output rank; a constant of higher rank was refused.
+        return sink(op.clone_op(), ins, post(perm), transposes);
+    }
+    if let Some(c) = op.downcast_ref::<Concat>() {
+        let Some(ins) = map_inputs(&node.inputs, true)? else {
+            return Ok(None);
+        };
+        let axis = perm[norm_axis("Concat", c.axis, r)?] as i64;
+        return sink(Box::new(Concat { axis }), ins, post(perm), transposes);
+    }
+    if let Some(s) = op.downcast_ref::<Softmax>() {
+        if s.coerce_2d {
+            return Ok(None); // flattens trailing axes: their order matters
+        }
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        let axis = perm[norm_axis(s.name(), s.axis, r)?] as i64;
+        let new = Softmax { axis, ..s.clone() };
+        return sink(Box::new(new), ins, post(perm), transposes);
+    }
+    if op.is::<Pad>() {
+        let Some(mut ins) = map_inputs(&node.inputs[..1], false)? else {
+            return Ok(None);
+        };
+        let Some(pads) = g.konst(node.inputs[1]).map(Tensor::to_i64_vec) else {
+            return Ok(None);
+        };
+        if pads.len() != 2 * r {
+            return Ok(None);
+        }
+        // Padding transposed axis i pads input axis perm[i]. Every mode is a separable
+        // per-axis index map, so it commutes with the permutation.
+        let mut new = vec![0i64; 2 * r];
+        for i in 0..r {
+            new[perm[i]] = pads[i];
+            new[r + perm[i]] = pads[r + i];
+        }
+        ins.push(In::Const(Tensor::from_vec(&[2 * r], new)?));
+        ins.extend(node.inputs[2..].iter().map(|&v| In::Old(v)));
+        return sink(op.clone_op(), ins, post(perm), transposes);
+    }
+    if let Some(red) = op.downcast_ref::<Reduce>() {
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        let axes = red.resolved_axes(r)?;
+        if axes.is_empty() {
+            return Ok(None); // a no-op reduce; RemoveIdentities handles it
+        }
+        let mut new_axes: Vec<usize> = axes.iter().map(|&a| perm[a]).collect();
+        new_axes.sort_unstable();
+        let new = Reduce {
+            axes: new_axes.iter().map(|&a| a as i64).collect(),
+            ..red.clone()
+        };
+        let p = if red.keepdims {
+            perm
+        } else {
+            remaining_perm(&perm, &axes)
+        };
+        return sink(Box::new(new), ins, post(p), transposes);
+    }
+    if let Some(a) = op.downcast_ref::<ArgReduce>() {
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        let axis = norm_axis(a.name(), a.axis, r)?;
+        let new = ArgReduce {
+            axis: perm[axis] as i64,
+            ..a.clone()
+        };
+        let p = if a.keepdims {
+            perm
+        } else {
+            remaining_perm(&perm, &[axis])
+        };
+        return sink(Box::new(new), ins, post(p), transposes);
+    }
+    Ok(None)
+}
+
+/// Sinks the transposes feeding node `n` below it, when all of them then die.
+fn sink_patch(g: &Graph, n: NodeId) -> Result<Option<Patch>> {
+    let Some(plan) = plan(g, n)? else {
+        return Ok(None);
+    };
+    let consumers = g.consumers();
+    let adds = usize::from(plan.post.is_some());
+    for &(v, _) in &plan.transposes {
+        if !worth_sinking(g, &consumers, v, n, adds)? {
+            return Ok(None);
+        }
+    }
+    let node = g.node(n);
+    let mut patch = Patch::new();
+    let ins: Vec<PValue> = plan
+        .inputs
+        .into_iter()
+        .map(|i| match i {
+            In::Old(v) => v.into(),
+            In::Const(t) => patch.add_const(format!("{}.c", node.name), t),
+        })
+        .collect();
+    let k = patch.add_node(super::base_name(&node.name), plan.new_op, &ins);
+    let mut out = Patch::out(k, 0);
+    if let Some(p) = plan.post {
+        let t = patch.add_node(
+            format!("{}/t", super::base_name(&node.name)),
+            Transpose { perm: p },
+            &[out],
+        );
+        out = Patch::out(t, 0);
+    }
+    patch.substitute(node.outputs[0], out);
+    patch.remove(n);
+    let mut removed: Vec<NodeId> = Vec::new();
+    for (v, tid) in plan.transposes {
+        if only_read_by(g, &consumers, v, n) && !removed.contains(&tid) {
+            patch.remove(tid);
+            removed.push(tid);
+        }
+    }
+    Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+    use crate::ir::Fact;
+    use crate::ops::{BinOp, ReduceOp, UnaryOp};
+    use crate::passes::testing::{count, data, konst, rewrite};
+    use crate::passes::{Dce, Pass, RemoveIdentities};
+
+    const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+    const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
+
+    fn passes() -> Vec<Box<dyn Pass>> {
+        vec![
+            Box::new(TransposeOpt),
+            Box::new(RemoveIdentities),
+            Box::new(Dce),
+        ]
+    }
+    fn t(g: &mut Graph, x: ValueId, perm: &[usize]) -> ValueId {
+        let name = g.fresh_name("t");
+        g.add_node1(
+            name,
+            Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
+        .unwrap()
+    }
+    fn node(g: &mut Graph, op: impl Into<Box<dyn Op>>, ins: &[ValueId]) -> ValueId {
+        let name = g.fresh_name("n");
+        g.add_node1(name, op, ins).unwrap()
+    }
+    fn input(g: &mut Graph, name: &str, shape: &[usize]) -> ValueId {
+        g.add_input(name, Fact::known(DType::F32, shape))
+    }
+
+    #[test]
+    fn inverse_pair_through_elementwise_chain_cancels() {
+        // NCHW -> NHWC, batch norm as Mul/Add by [C] constants, Relu6, Sigmoid, back to NCHW.
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 4, 5, 3]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let s = konst(&mut g, "s", &[4], 1);
+        let b = konst(&mut g, "b", &[4], 2);
+        let m = node(&mut g, Binary::new(BinOp::Mul), &[a, s]);
+        let ad = node(&mut g, Binary::new(BinOp::Add), &[b, m]);
+        let c = node(
+            &mut g,
+            Unary::new(UnaryOp::Clip { min: 0.0, max: 6.0 }),
+            &[ad],
+        );
+        let sg = node(&mut g, Unary::new(UnaryOp::Sigmoid), &[c]);
+        let y = t(&mut g, sg, &TO_NCHW);
+        g.set_outputs(&[y]);
+        g.rename_value(y, "y");
+        g.set_outputs(&[y]);
+        let o = rewrite(&g, passes(), &[data(&[2, 4, 5, 3], 3)]);
+        assert_eq!(count(&o, "Transpose"), 0, "{o}");
+        assert_eq!(count(&o, "Mul") + count(&o, "Add"), 2);
+        assert_eq!(o.outputs()[0].name, "y");
+    }
+
+    #[test]
+    fn consecutive_transposes_merge() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3, 4, 5]);
+        let a = t(&mut g, x, &[1, 0, 2, 3]);
+        let b = t(&mut g, a, &[0, 1, 3, 2]);
+        g.set_outputs(&[b]);
+        let o = rewrite(&g, passes(), &[data(&[2, 3, 4, 5], 1)]);
+        assert_eq!(count(&o, "Transpose"), 1);
+    }
+
+    #[test]
+    fn moving_only_unit_axes_is_a_reshape() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[3, 1, 5, 1]);
+        let a = t(&mut g, x, &[1, 0, 3, 2]);
+        let r = node(&mut g, Unary::new(UnaryOp::Neg), &[x]);
+        let b = t(&mut g, r, &[2, 1, 0, 3]); // swaps 3 and 5: a real transpose
+        g.set_outputs(&[a, b]);
+        let o = rewrite(&g, passes(), &[data(&[3, 1, 5, 1], 1)]);
+        assert_eq!(count(&o, "Transpose"), 1);
+        assert_eq!(count(&o, "Reshape"), 1);
+    }
+
+    #[test]
+    fn residual_add_of_two_transposed_operands_sinks() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 3, 4, 5]);
+        let y = input(&mut g, "y", &[1, 3, 4, 5]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let b = t(&mut g, y, &TO_NHWC);
+        let s = node(&mut g, Binary::new(BinOp::Add), &[a, b]);
+        let r = node(&mut g, Unary::new(UnaryOp::Relu), &[s]);
+        let back = t(&mut g, r, &TO_NCHW);
+        g.set_outputs(&[back]);
+        let ins = [data(&[1, 3, 4, 5], 1), data(&[1, 3, 4, 5], 2)];
+        let o = rewrite(&g, passes(), &ins);
+        assert_eq!(count(&o, "Transpose"), 0, "{o}");
+    }
+
+    #[test]
+    fn pad_concat_and_reductions_remap_axes() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3, 4, 5]);
+        let y = input(&mut g, "y", &[2, 3, 4, 5]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let b = t(&mut g, y, &TO_NHWC);
+        let cat = node(&mut g, Concat { axis: -1 }, &[a, b]); // channels: [2, 4, 5, 6]
+        let pads = g.add_const(
+            "pads",
+            Tensor::from_vec(&[8], vec![0i64, 1, 2, 0, 0, 0, 1, 0]).unwrap(),
+        );
+        let p = node(
+            &mut g,
+            Pad {
+                mode: crate::ops::PadMode::Reflect,
+            },
+            &[cat, pads],
+        );
+        let mean = |axes: Vec<i64>, keepdims| Reduce {
+            op: ReduceOp::Mean,
+            axes,
+            keepdims,
+            noop_with_empty_axes: false,
+        };
+        let m1 = node(&mut g, mean(vec![1, 2], false), &[p]); // [2, 6]: no transpose left
+        let m2 = node(&mut g, mean(vec![2], true), &[p]); // [2, 5, 1, 6]
+        let am = node(
+            &mut g,
+            ArgReduce {
+                max: true,
+                axis: 3,
+                keepdims: false,
+                select_last_index: false,
+            },
+            &[p],
+        );
+        g.set_outputs(&[m1, m2, am]);
+        let ins = [data(&[2, 3, 4, 5], 1), data(&[2, 3, 4, 5], 2)];
+        let before = {
+            let mut h = g.clone();
+            crate::passes::Cse.run(&mut h).unwrap();
+            count(&h, "Transpose")
+        };
+        let o = rewrite(&g, passes(), &ins);
+        // Of the pad's three readers only the keepdims mean needs a transpose after it.
+        assert_eq!(before, 2);
+        assert_eq!(count(&o, "Transpose"), 1, "{o}");
+        assert_eq!(count(&o, "Pad"), 1);
+    }
+
+    #[test]
+    fn reduce_without_keepdims_needs_no_transpose_after() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 3, 4, 5]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let k = konst(&mut g, "k", &[1, 1, 1, 3], 5);
+        let s = node(&mut g, Binary::new(BinOp::Sub), &[k, a]);
+        let sm = node(
+            &mut g,
+            Softmax {
+                axis: 3,
+                log: false,
+                coerce_2d: false,
+            },
+            &[s],
+        );
+        let m = node(
+            &mut g,
+            Reduce {
+                op: ReduceOp::Max,
+                axes: vec![1, 2],
+                keepdims: false,
+                noop_with_empty_axes: false,
+            },
+            &[sm],
+        );
+        g.set_outputs(&[m]);
+        let o = rewrite(&g, passes(), &[data(&[2, 3, 4, 5], 1)]);
+        assert_eq!(count(&o, "Transpose"), 0, "{o}");
+    }
+
+    #[test]
+    fn fan_out_to_other_readers_is_left_alone() {
+        // Sinking into one reader would leave the transpose for the other: not done.
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 3, 4, 5]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let r = node(&mut g, Unary::new(UnaryOp::Relu), &[a]);
+        let e = node(&mut g, Unary::new(UnaryOp::Exp), &[a]);
+        let flat = Softmax {
+            axis: 1,
+            log: false,
+            coerce_2d: true,
+        };
+        let m = node(&mut g, flat, &[a]);
+        g.set_outputs(&[r, e, m]);
+        let o = rewrite(&g, passes(), &[data(&[1, 3, 4, 5], 1)]);
+        assert_eq!(count(&o, "Transpose"), 1);
+        // A transposed graph output stays as it is too.
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[1, 3, 4, 5]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let r = node(&mut g, Unary::new(UnaryOp::Relu), &[a]);
+        g.set_outputs(&[a, r]);
+        let o = rewrite(&g, passes(), &[data(&[1, 3, 4, 5], 1)]);
+        assert_eq!(count(&o, "Transpose"), 1);
+    }
+
+    #[test]
+    fn remaining_perm_orders_kept_axes() {
+        assert_eq!(remaining_perm(&TO_NHWC, &[1, 2]), vec![0, 1]);
+        assert_eq!(remaining_perm(&[2, 0, 1], &[1]), vec![1, 0]);
+        assert_eq!(invert(&TO_NHWC), TO_NCHW.to_vec());
+    }
+}
