@@ -8,12 +8,14 @@ mod const_fold;
 mod cse;
 mod dce;
 mod declutter;
+mod fuse_transformer;
 mod identity;
 
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use declutter::Declutter;
+pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
 pub use identity::RemoveIdentities;
 
 /// A graph transformation. Returns whether it changed the graph.
@@ -28,6 +30,10 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(RemoveIdentities),
         Box::new(ConstFold::default()),
         Box::new(Declutter),
+        // Before any conv/matmul epilogue fusion, which may absorb the fused activations.
+        Box::new(FuseLayerNorm),
+        Box::new(FuseGelu),
+        Box::new(FuseActivations),
         Box::new(Cse),
         Box::new(Dce),
     ]
