@@ -10,6 +10,7 @@ mod dce;
 mod declutter;
 pub(crate) mod fold_affine;
 mod fold_pad;
+mod fuse_transformer;
 mod identity;
 mod transpose;
 
@@ -19,6 +20,7 @@ pub use dce::Dce;
 pub use declutter::Declutter;
 pub use fold_affine::FoldConvAffine;
 pub use fold_pad::FoldPad;
+pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
 pub use identity::RemoveIdentities;
 pub use transpose::TransposeOpt;
 
@@ -37,6 +39,10 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(TransposeOpt),
         Box::new(FoldPad),
         Box::new(FoldConvAffine),
+        // Before any conv/matmul epilogue fusion, which may absorb the fused activations.
+        Box::new(FuseLayerNorm),
+        Box::new(FuseGelu),
+        Box::new(FuseActivations),
         Box::new(Cse),
         Box::new(Dce),
     ]

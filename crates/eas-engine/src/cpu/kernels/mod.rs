@@ -7,6 +7,7 @@ pub mod binary;
 pub mod conv;
 pub mod deconv;
 pub mod einsum;
+pub mod fastmath;
 pub mod index;
 pub mod late;
 pub mod loss;

@@ -1,7 +1,7 @@
 //! Normalization and softmax kernels: rows are contiguous when the normalized axis is the
 //! last one (the transformer case), which gets a dedicated loop.
 
-use super::PAR_MIN_ELEMS;
+use super::{PAR_MIN_ELEMS, fastmath};
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Datum, Float};
@@ -122,6 +122,39 @@ fn layer_norm_t<T: Float + Send + Sync>(
     Ok(())
 }
 
+/// f32 with full-length scale (and bias): the vectorized row kernel, rows in parallel only
+/// when the tensor is large. Returns false when the case is not that one.
+fn layer_norm_f32(
+    k: &LayerNormKernel,
+    inputs: &[TensorView],
+    out: &mut TensorViewMut,
+) -> Result<bool> {
+    let n = k.inner;
+    if k.dtype != DType::F32 || n == 0 {
+        return Ok(false);
+    }
+    let x = inputs[0].as_slice::<f32>()?;
+    let scale = inputs[1].as_slice::<f32>()?;
+    let bias = match inputs.get(2) {
+        Some(b) => Some(b.as_slice::<f32>()?),
+        None => None,
+    };
+    if scale.len() != n || bias.is_some_and(|b| b.len() != n) {
+        return Ok(false);
+    }
+    let out = out.as_slice_mut::<f32>()?;
+    let eps = k.epsilon;
+    if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        let rows = (PAR_MIN_ELEMS / 4).div_ceil(n).max(1) * n;
+        out.par_chunks_mut(rows)
+            .zip(x.par_chunks(rows))
+            .for_each(|(o, x)| fastmath::layer_norm_rows(x, o, scale, bias, eps));
+    } else {
+        fastmath::layer_norm_rows(x, out, scale, bias, eps);
+    }
+    Ok(true)
+}
+
 impl Kernel for LayerNormKernel {
     fn run(
         &self,
@@ -129,6 +162,9 @@ impl Kernel for LayerNormKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
+        if layer_norm_f32(self, inputs, &mut outputs[0])? {
+            return Ok(());
+        }
         crate::dispatch_float!(self.dtype, T => layer_norm_t::<T>(self, inputs, outputs[0].as_slice_mut()?),
             else => Err(Error::dtype("LayerNormalization", format!("{}", self.dtype))))
     }
@@ -209,6 +245,24 @@ impl Kernel for SoftmaxKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
+        // Contiguous f32 rows (the usual last-axis case): the vectorized row kernel.
+        if self.dtype == DType::F32 && self.inner == 1 && self.axis_len > 0 {
+            let (x, out) = (
+                inputs[0].as_slice::<f32>()?,
+                outputs[0].as_slice_mut::<f32>()?,
+            );
+            let n = self.axis_len;
+            let log = self.log;
+            if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+                let rows = (PAR_MIN_ELEMS / 4).div_ceil(n).max(1) * n;
+                out.par_chunks_mut(rows)
+                    .zip(x.par_chunks(rows))
+                    .for_each(|(o, x)| fastmath::softmax_rows(x, o, n, log));
+            } else {
+                fastmath::softmax_rows(x, out, n, log);
+            }
+            return Ok(());
+        }
         crate::dispatch_float!(self.dtype, T => {
             softmax_t::<T>(self, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
             Ok(())

@@ -1,7 +1,7 @@
 //! Element-wise unary kernels. Float functions are written once over `Float` (f16/bf16
 //! compute through f32 via `half`); the op is matched once per run, outside the loop.
 
-use super::PAR_MIN_ELEMS;
+use super::{PAR_MIN_ELEMS, fastmath};
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, op_as};
 use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Float, Num};
@@ -24,6 +24,34 @@ pub(crate) fn map<A: Copy + Sync, B: Send>(x: &[A], o: &mut [B], f: impl Fn(A) -
             *o = f(v);
         }
     }
+}
+
+/// Applies a slice function (one of `fastmath`'s), in parallel chunks for large tensors.
+fn map_slices(x: &[f32], o: &mut [f32], f: SliceFn) {
+    if o.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        let n = PAR_MIN_ELEMS / 4;
+        o.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(o, x)| f(x, o));
+    } else {
+        f(x, o);
+    }
+}
+
+/// A slice-to-slice f32 function.
+type SliceFn = fn(&[f32], &mut [f32]);
+
+/// The vectorized f32 kernel of `op`, when there is one (see `fastmath` for accuracy).
+fn fast_f32(op: UnaryOp) -> Option<SliceFn> {
+    Some(match op {
+        UnaryOp::Exp => fastmath::exp,
+        UnaryOp::Erf => fastmath::erf,
+        UnaryOp::Gelu { tanh_approx: false } => fastmath::gelu,
+        UnaryOp::Sigmoid => fastmath::sigmoid,
+        UnaryOp::Swish => fastmath::swish,
+        UnaryOp::HardSwish => fastmath::hard_swish,
+        _ => return None,
+    })
 }
 
 #[inline]
@@ -169,6 +197,11 @@ impl Kernel for UnaryKernel {
                 numeric_map::<T>(op, x.as_slice::<T>()?, out.as_slice_mut::<T>()?);
                 Ok(())
             }, else => Err(Error::dtype(op.name(), "bool input"))),
+            op if self.dtype == DType::F32 && fast_f32(op).is_some() => {
+                let f = fast_f32(op).expect("checked");
+                map_slices(x.as_slice::<f32>()?, out.as_slice_mut::<f32>()?, f);
+                Ok(())
+            }
             op => crate::dispatch_float!(self.dtype, T => {
                 float_map::<T>(op, x.as_slice::<T>()?, out.as_slice_mut::<T>()?);
                 Ok(())
