@@ -369,8 +369,9 @@ unsafe impl Sync for Job<'_> {}
 
 /// `C[m x n] (row stride c_rs) = epilogue(alpha * A B)`, A `m x k`, B `k x n`.
 ///
-/// `scratch` must hold [`scratch_bytes`]`(m, n, k, a packed, b packed, threads)` bytes (any
-/// alignment). Threads are taken from the current rayon pool. Packed operands must match m, n, k.
+/// `scratch` should hold [`scratch_bytes`]`(m, n, k, a packed, b packed, threads)` bytes (any
+/// alignment); with less, fewer threads run (an error only below one thread's share). Threads
+/// are taken from the current rayon pool. Packed operands must match m, n, k.
 ///
 /// # Safety
 /// Strided operands must address valid `m x k` / `k x n` matrices; `c` must address a
@@ -439,16 +440,21 @@ pub unsafe fn sgemm_isa(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let t = plan_threads(m, n, k, threads);
     let (fa, fb) = thread_floats(m, n, k, a.is_packed(), b.is_packed());
     let per = fa + fb;
-    let need = scratch_bytes(m, n, k, a.is_packed(), b.is_packed(), threads);
-    if scratch.len() < need {
+    // Fewer threads when the scratch was sized for fewer (a plan built for a smaller pool).
+    let fit = match per {
+        0 => usize::MAX,
+        _ => scratch.len().saturating_sub(64) / (per * 4),
+    };
+    if fit == 0 {
         return Err(Error::invalid(format!(
-            "gemm: scratch of {} bytes, needs {need}",
-            scratch.len()
+            "gemm: scratch of {} bytes, needs {}",
+            scratch.len(),
+            scratch_bytes(m, n, k, a.is_packed(), b.is_packed(), 1)
         )));
     }
+    let t = plan_threads(m, n, k, threads).min(fit);
     // Align to 64 bytes (the engine's scratch already is; thread-local buffers may not be).
     let skip = scratch.as_ptr().align_offset(64);
     // SAFETY: `need` reserved 64 spare bytes; f32 has no invalid bit patterns.
