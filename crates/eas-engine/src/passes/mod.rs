@@ -8,12 +8,14 @@ mod const_fold;
 mod cse;
 mod dce;
 mod declutter;
+mod fuse_matmul;
 mod identity;
 
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use declutter::Declutter;
+pub use fuse_matmul::FuseMatMul;
 pub use identity::RemoveIdentities;
 
 /// A graph transformation. Returns whether it changed the graph.
@@ -29,6 +31,7 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(ConstFold::default()),
         Box::new(Declutter),
         Box::new(Cse),
+        Box::new(FuseMatMul),
         Box::new(Dce),
     ]
 }

@@ -58,7 +58,8 @@ pub(crate) unsafe fn kernel<const R: usize>(
                                 v
                             }
                         }
-                        Act::Clip(lo, hi) => v.max(lo).min(hi),
+                        Act::Clip(lo, hi) if !v.is_nan() => v.max(lo).min(hi),
+                        Act::Clip(..) => v,
                         Act::LeakyRelu(al) => {
                             if v < 0.0 {
                                 al * v

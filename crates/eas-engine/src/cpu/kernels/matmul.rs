@@ -3,13 +3,13 @@
 //! f16/bf16 convert through f32 scratch; integers use a plain loop. Batch offsets and strides
 //! are computed at plan time.
 
-use crate::cpu::gemm::{self, Epilogue, Operand, PackedB, Strided};
+use crate::cpu::gemm::{self, Activation, Bias, Epilogue, Operand, PackedB, Strided};
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::array::{StridedCopy, broadcast_strides};
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Num};
+use crate::dtype::{DType, Float, Num};
 use crate::ir::Fact;
-use crate::ops::{Gemm, MatMul, Op};
+use crate::ops::{FusedMatMul, Gemm, MatMul, Op, UnaryOp};
 use crate::tensor::{bytes_as, bytes_as_mut};
 use crate::{Error, Result};
 
@@ -541,9 +541,156 @@ fn gemm_op(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Ker
     }))
 }
 
+/// `act(A B + bias [+ residual])` in one GEMM: the epilogue runs on each tile in registers.
+#[derive(Debug)]
+struct FusedMatMulKernel {
+    shape: GemmShape,
+    packed_b: Option<PackedB>,
+    act: Option<UnaryOp>,
+    scratch: usize,
+}
+
+/// Activations without an in-register form, applied to finished tile rows. The formulas are
+/// the Unary kernel's, so fused and unfused graphs agree.
+fn apply_act(op: UnaryOp, x: &mut [f32]) {
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    match op {
+        UnaryOp::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        UnaryOp::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        UnaryOp::Swish => x.iter_mut().for_each(|v| *v *= sigmoid(*v)),
+        UnaryOp::HardSwish => x
+            .iter_mut()
+            .for_each(|v| *v = *v * (*v + 3.0).max(0.0).min(6.0) / 6.0),
+        UnaryOp::Gelu { tanh_approx: false } => {
+            let r = std::f32::consts::FRAC_1_SQRT_2;
+            x.iter_mut()
+                .for_each(|v| *v = 0.5 * *v * (1.0 + Float::erf(*v * r)));
+        }
+        UnaryOp::Gelu { tanh_approx: true } => {
+            let k = (2.0 / std::f64::consts::PI).sqrt() as f32;
+            x.iter_mut()
+                .for_each(|v| *v = 0.5 * *v * (1.0 + (k * (*v + 0.044715 * *v * *v * *v)).tanh()));
+        }
+        UnaryOp::Elu { alpha } => x.iter_mut().for_each(|v| {
+            if *v < 0.0 {
+                *v = alpha * (v.exp() - 1.0)
+            }
+        }),
+        // The rest have in-register forms (see `FusedMatMulKernel::run`) or are rejected by
+        // the op's inference.
+        _ => {}
+    }
+}
+
+impl Kernel for FusedMatMulKernel {
+    fn scratch_bytes(&self) -> usize {
+        self.scratch
+    }
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let s = self.shape;
+        let a = inputs[0].as_slice::<f32>()?;
+        let b = inputs[1].as_slice::<f32>()?;
+        let bias = inputs[2].as_slice::<f32>()?;
+        let residual = match inputs.get(3) {
+            Some(r) => Some((r.as_slice::<f32>()?, s.n)),
+            None => None,
+        };
+        let map = |x: &mut [f32]| {
+            if let Some(op) = self.act {
+                apply_act(op, x)
+            }
+        };
+        let act = match self.act {
+            None => Activation::None,
+            Some(UnaryOp::Relu) => Activation::Relu,
+            Some(UnaryOp::LeakyRelu { alpha }) => Activation::LeakyRelu(alpha),
+            Some(UnaryOp::Clip { min, max }) => Activation::Clip(min as f32, max as f32),
+            Some(_) => Activation::Map(&map),
+        };
+        let ep = Epilogue {
+            bias: Bias::Col(bias),
+            residual,
+            act,
+            ..Epilogue::default()
+        };
+        let dst = outputs[0].as_slice_mut::<f32>()?;
+        let bop = match &self.packed_b {
+            Some(p) => Operand::Packed(p),
+            None => Operand::Strided(strided(b.as_ptr(), s.b_rs, s.b_cs)),
+        };
+        // SAFETY: the views have the plan's shapes, which the builder checked against `s`.
+        unsafe {
+            gemm::sgemm(
+                s.m,
+                s.n,
+                s.k,
+                Operand::Strided(strided(a.as_ptr(), s.a_rs, s.a_cs)),
+                bop,
+                dst.as_mut_ptr(),
+                s.dst_rs,
+                &ep,
+                ctx.scratch,
+                ctx.threads,
+            )
+        }
+    }
+}
+
+fn fused_matmul(op: &dyn Op, inputs: &[Fact], _outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let f = op_as::<FusedMatMul>(op)?;
+    let a = concrete(&inputs[0])?;
+    let b = concrete(&inputs[1])?;
+    let bias = concrete(&inputs[2])?;
+    if inputs.iter().any(|f| f.dtype != DType::F32) || a.len() < 2 || b.len() != 2 {
+        return Err(Error::invalid(
+            "FusedMatMul wants f32 A [.., m, k] and B [k, n]",
+        ));
+    }
+    let k = a[a.len() - 1];
+    let m: usize = a[..a.len() - 1].iter().product();
+    let n = b[1];
+    if b[0] != k || bias != [n] {
+        return Err(Error::shape(
+            "FusedMatMul",
+            format!("A {a:?}, B {b:?}, bias {bias:?} do not chain"),
+        ));
+    }
+    if let Some(r) = inputs.get(3)
+        && concrete(r)?.iter().product::<usize>() != m * n
+    {
+        return Err(Error::shape(
+            "FusedMatMul",
+            "residual is not the output's shape",
+        ));
+    }
+    let shape = GemmShape {
+        m,
+        n,
+        k,
+        a_rs: k as isize,
+        a_cs: 1,
+        b_rs: n as isize,
+        b_cs: 1,
+        dst_rs: n as isize,
+    };
+    let packed_b = pack_const_b(DType::F32, &inputs[1], &shape, true)?;
+    Ok(Box::new(FusedMatMulKernel {
+        scratch: gemm_scratch(DType::F32, &shape, 0, packed_b.is_some()),
+        shape,
+        packed_b,
+        act: f.activation,
+    }))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<MatMul>(matmul);
     r.insert::<Gemm>(gemm_op);
+    r.insert::<FusedMatMul>(fused_matmul);
 }
 
 #[cfg(test)]
