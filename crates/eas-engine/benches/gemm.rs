@@ -12,13 +12,14 @@ use eas_engine::cpu::gemm::{
 use std::hint::black_box;
 use std::time::Instant;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Pack {
     None,
     A,
     B,
 }
 
+#[derive(Clone, Copy)]
 struct Shape {
     name: &'static str,
     m: usize,
@@ -245,6 +246,33 @@ fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
     flops / best / 1e9
 }
 
+/// The shapes to tabulate: all, or those whose name contains `GEMM_BENCH_ONLY`, plus a
+/// custom one from `GEMM_BENCH_SHAPE=m,n,k` (B prepacked).
+fn selected() -> Vec<Shape> {
+    let only = std::env::var("GEMM_BENCH_ONLY").unwrap_or_default();
+    let mut v: Vec<Shape> = SHAPES
+        .iter()
+        .filter(|s| s.name.contains(&only))
+        .map(|s| Shape { ..*s })
+        .collect();
+    if let Ok(spec) = std::env::var("GEMM_BENCH_SHAPE") {
+        let d: Vec<usize> = spec
+            .split(',')
+            .filter_map(|x| x.trim().parse().ok())
+            .collect();
+        if let [m, n, k] = d[..] {
+            v.push(Shape {
+                name: "custom (B prepacked)",
+                m,
+                n,
+                k,
+                pack: Pack::B,
+            });
+        }
+    }
+    v
+}
+
 fn table() {
     let peak = fma_peak();
     println!(
@@ -255,7 +283,7 @@ fn table() {
         "{:<30} {:>3} {:>10} {:>7} {:>10} {:>7}",
         "shape", "thr", "ours", "%peak", "gemm", "%peak"
     );
-    for s in SHAPES {
+    for s in &selected() {
         for threads in [1, 2] {
             let p = pool(threads);
             let flops = 2.0 * (s.m * s.n * s.k) as f64;
