@@ -323,7 +323,7 @@ fn bad_arguments_are_errors() {
     assert!(PackedB::new(&b, 3, 3, 3, 1).is_err());
     assert!(PackedA::new(&b, 2, 3, 3, 1).is_ok());
     let pb = PackedB::new(&b, 2, 3, 3, 1).unwrap();
-    let a = vec![0f32; 8];
+    let a = [0f32; 8];
     let mut c = vec![0f32; 8];
     let mut scratch = vec![0u8; 1 << 16];
     let call = |k: usize, ep: &Epilogue, c: &mut [f32], scratch: &mut [u8]| {

@@ -558,6 +558,8 @@ fn apply_act(op: UnaryOp, x: &mut [f32]) {
         UnaryOp::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid(*v)),
         UnaryOp::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
         UnaryOp::Swish => x.iter_mut().for_each(|v| *v *= sigmoid(*v)),
+        // max/min rather than clamp: the Unary kernel's NaN behaviour, exactly.
+        #[allow(clippy::manual_clamp)]
         UnaryOp::HardSwish => x
             .iter_mut()
             .for_each(|v| *v = *v * (*v + 3.0).max(0.0).min(6.0) / 6.0),
