@@ -29,8 +29,9 @@ pub const NR: usize = 32;
 /// prepacked B, one core): KC 256 -> 90 GFLOP/s, 512 -> 107, 1024 -> 109 (L2 feeds the kernel
 /// fast enough that the micro-panels need not fit L1).
 const KC: usize = 1024;
-/// Rows per packed A block (MC*KC*4 = 480 KiB, in L2).
-const MC: usize = 120;
+/// Rows per packed A block (MC*KC*4 = 576 KiB, in L2). Every A block streams all of B once, so
+/// MC covers a 128-token sequence in one block (B read once per call).
+const MC: usize = 144;
 /// Columns per block (a strided B block is KC*NC*4 = 4 MiB, streamed from L3 once per A block;
 /// NC 256 measured 10% slower).
 const NC: usize = 1024;

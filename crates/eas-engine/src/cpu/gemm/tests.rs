@@ -250,7 +250,7 @@ fn shapes_and_layouts_match_reference() {
 fn blocking_edges_match_reference() {
     // Depth beyond KC (several depth blocks), rows beyond MC, columns beyond NC.
     for isa in isas() {
-        for (m, n, k) in [(14, 40, 2100), (130, 40, 20), (5, 1100, 3)] {
+        for (m, n, k) in [(14, 40, 2100), (150, 40, 20), (5, 1100, 3)] {
             for (la, lb) in [
                 (Layout::RowMajor, Layout::RowMajor),
                 (Layout::Packed, Layout::Packed),
