@@ -10,8 +10,9 @@ use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Float, Num};
 use crate::ir::Fact;
 use crate::ops::{FusedMatMul, Gemm, MatMul, Op, UnaryOp};
-use crate::tensor::{bytes_as, bytes_as_mut};
+use crate::tensor::{Tensor, bytes_as, bytes_as_mut};
 use crate::{Error, Result};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Work (m*n*k) above which gemm may use the pool's threads.
 const PAR_MIN_FLOPS: usize = 1 << 18;
@@ -299,16 +300,60 @@ fn gemm_scratch(dtype: DType, s: &GemmShape, elems: usize, b_packed: bool) -> us
     f16_scratch(dtype, elems) + pack
 }
 
+/// A constant packed at plan time, with the tensor it came from.
+#[derive(Debug)]
+pub(crate) struct SharedPacked {
+    /// Keeps the source storage alive, so a cache entry's storage is never recycled while
+    /// the entry can still be upgraded.
+    src: Tensor,
+    key: (usize, usize, isize, isize),
+    packed: PackedB,
+}
+
+/// Packed weights shared by every plan that packs the same constant the same way: a model
+/// builds one plan per input-shape signature (e.g. per sequence length), and without sharing
+/// each would keep its own packed copy of every weight. Weak entries: the packed data lives
+/// as long as some plan holds it.
+static PACKED: Mutex<Vec<Weak<SharedPacked>>> = Mutex::new(Vec::new());
+
+fn packed_b_shared(t: &Tensor, s: &GemmShape) -> Result<Arc<SharedPacked>> {
+    let key = (s.k, s.n, s.b_rs, s.b_cs);
+    let mut cache = PACKED
+        .lock()
+        .map_err(|_| Error::invalid("poisoned packed-weight cache"))?;
+    cache.retain(|w| w.strong_count() > 0);
+    let hit = cache
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|p| p.key == key && p.src.shares_storage_with(t));
+    if let Some(p) = hit {
+        return Ok(p);
+    }
+    let packed = PackedB::new(
+        t.as_slice::<f32>()?,
+        s.k,
+        s.n,
+        s.b_rs as usize,
+        s.b_cs as usize,
+    )?;
+    let p = Arc::new(SharedPacked {
+        src: t.clone(),
+        key,
+        packed,
+    });
+    cache.push(Arc::downgrade(&p));
+    Ok(p)
+}
+
 /// B packed at plan time when it is a constant f32 matrix shared by every batch.
-fn pack_const_b(dtype: DType, b: &Fact, s: &GemmShape, shared: bool) -> Result<Option<PackedB>> {
+fn pack_const_b(
+    dtype: DType,
+    b: &Fact,
+    s: &GemmShape,
+    shared: bool,
+) -> Result<Option<Arc<SharedPacked>>> {
     match (&b.konst, dtype, shared) {
-        (Some(t), DType::F32, true) => Ok(Some(PackedB::new(
-            t.as_slice::<f32>()?,
-            s.k,
-            s.n,
-            s.b_rs as usize,
-            s.b_cs as usize,
-        )?)),
+        (Some(t), DType::F32, true) => Ok(Some(packed_b_shared(t, s)?)),
         _ => Ok(None),
     }
 }
@@ -326,7 +371,7 @@ struct MatMulKernel {
     dtype: DType,
     shape: GemmShape,
     batches: Vec<(usize, usize, usize)>,
-    packed_b: Option<PackedB>,
+    packed_b: Option<Arc<SharedPacked>>,
     scratch: usize,
 }
 
@@ -346,7 +391,7 @@ impl Kernel for MatMulKernel {
             &self.batches,
             inputs[0].bytes,
             inputs[1].bytes,
-            self.packed_b.as_ref(),
+            self.packed_b.as_deref().map(|p| &p.packed),
             outputs[0].bytes,
             false,
             0.0,
@@ -449,7 +494,7 @@ struct GemmKernel {
     alpha: f32,
     beta: f32,
     c: Option<StridedCopy>,
-    packed_b: Option<PackedB>,
+    packed_b: Option<Arc<SharedPacked>>,
     scratch: usize,
 }
 
@@ -476,7 +521,7 @@ impl Kernel for GemmKernel {
             &[(0, 0, 0)],
             inputs[0].bytes,
             inputs[1].bytes,
-            self.packed_b.as_ref(),
+            self.packed_b.as_deref().map(|p| &p.packed),
             outputs[0].bytes,
             read_dst,
             self.beta,
@@ -545,7 +590,7 @@ fn gemm_op(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Ker
 #[derive(Debug)]
 struct FusedMatMulKernel {
     shape: GemmShape,
-    packed_b: Option<PackedB>,
+    packed_b: Option<Arc<SharedPacked>>,
     act: Option<UnaryOp>,
     scratch: usize,
 }
@@ -622,7 +667,7 @@ impl Kernel for FusedMatMulKernel {
         };
         let dst = outputs[0].as_slice_mut::<f32>()?;
         let bop = match &self.packed_b {
-            Some(p) => Operand::Packed(p),
+            Some(p) => Operand::Packed(&p.packed),
             None => Operand::Strided(strided(b.as_ptr(), s.b_rs, s.b_cs)),
         };
         // SAFETY: the views have the plan's shapes, which the builder checked against `s`.
@@ -699,7 +744,7 @@ pub(crate) fn register(r: &mut KernelRegistry) {
 mod tests {
     use super::*;
     use crate::cpu::eval_op;
-    use crate::tensor::{Tensor, assert_close};
+    use crate::tensor::assert_close;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
@@ -937,5 +982,39 @@ mod tests {
                 assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn plans_share_one_packed_copy_of_a_weight() {
+        let w = Tensor::from_vec(&[8, 40], lin(320, 0.1)).unwrap();
+        let fb = Fact::konst(w.clone());
+        let shape = |m| GemmShape {
+            m,
+            n: 40,
+            k: 8,
+            a_rs: 8,
+            a_cs: 1,
+            b_rs: 40,
+            b_cs: 1,
+            dst_rs: 40,
+        };
+        // Two plans (different row counts) of the same constant: one packed copy.
+        let p1 = pack_const_b(DType::F32, &fb, &shape(3), true)
+            .unwrap()
+            .unwrap();
+        let p2 = pack_const_b(DType::F32, &fb, &shape(17), true)
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&p1, &p2));
+        // Equal values in other storage are packed separately (identity, not content).
+        let other = Fact::konst(Tensor::from_vec(&[8, 40], lin(320, 0.1)).unwrap());
+        let p3 = pack_const_b(DType::F32, &other, &shape(3), true)
+            .unwrap()
+            .unwrap();
+        assert!(!Arc::ptr_eq(&p1, &p3));
+        // Once every plan dropped it, the packed copy is freed.
+        let weak = Arc::downgrade(&p1);
+        drop((p1, p2));
+        assert!(weak.upgrade().is_none());
     }
 }
