@@ -1,6 +1,7 @@
 //! The CPU backend: kernels chosen at plan time, one arena per run taken from a pool,
 //! an owned rayon pool. Separate from op definitions: ops know nothing of kernels.
 
+pub mod gemm;
 pub mod kernel;
 pub mod kernels;
 pub mod memory;

@@ -13,6 +13,7 @@ pub mod binary;
 pub mod conv;
 pub mod deconv;
 pub mod einsum;
+pub mod fused_matmul;
 pub mod index;
 pub mod late;
 pub mod loss;
@@ -33,6 +34,7 @@ pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
+pub use fused_matmul::FusedMatMul;
 pub use index::{
     Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
     ScatterReduction, TopK, Trilu,
@@ -161,6 +163,7 @@ pub fn registry() -> &'static OpRegistry {
         conv::register(&mut r);
         deconv::register(&mut r);
         einsum::register(&mut r);
+        fused_matmul::register(&mut r);
         index::register(&mut r);
         late::register(&mut r);
         loss::register(&mut r);

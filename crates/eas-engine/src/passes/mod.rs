@@ -11,6 +11,7 @@ mod declutter;
 pub(crate) mod fold_affine;
 mod fold_pad;
 mod fuse_transformer;
+mod fuse_matmul;
 mod identity;
 mod transpose;
 
@@ -21,6 +22,7 @@ pub use declutter::Declutter;
 pub use fold_affine::FoldConvAffine;
 pub use fold_pad::FoldPad;
 pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
+pub use fuse_matmul::FuseMatMul;
 pub use identity::RemoveIdentities;
 pub use transpose::TransposeOpt;
 
@@ -44,6 +46,7 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(FuseGelu),
         Box::new(FuseActivations),
         Box::new(Cse),
+        Box::new(FuseMatMul),
         Box::new(Dce),
     ]
 }

@@ -1,14 +1,18 @@
-//! MatMul and Gemm through the `gemm` crate (f32/f64; f16/bf16 convert through f32 scratch;
-//! integers use a plain loop). Batch offsets and strides are computed at plan time.
+//! MatMul and Gemm. f32 runs on our own GEMM (`cpu::gemm`): a constant B is packed once at
+//! plan time, the other operand is packed into the run's scratch. f64 uses the `gemm` crate;
+//! f16/bf16 convert through f32 scratch; integers use a plain loop. Batch offsets and strides
+//! are computed at plan time.
 
+use crate::cpu::gemm::{self, Activation, Bias, Epilogue, Operand, PackedB, Strided};
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::array::{StridedCopy, broadcast_strides};
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Datum, Num};
+use crate::dtype::{DType, Float, Num};
 use crate::ir::Fact;
-use crate::ops::{Gemm, MatMul, Op};
-use crate::tensor::{bytes_as, bytes_as_mut};
+use crate::ops::{FusedMatMul, Gemm, MatMul, Op, UnaryOp};
+use crate::tensor::{Tensor, bytes_as, bytes_as_mut};
 use crate::{Error, Result};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Work (m*n*k) above which gemm may use the pool's threads.
 const PAR_MIN_FLOPS: usize = 1 << 18;
@@ -26,12 +30,15 @@ pub(crate) struct GemmShape {
     pub dst_rs: isize,
 }
 
-/// Calls the gemm crate for f32/f64.
-#[allow(clippy::too_many_arguments)]
+/// dst = alpha*dst + beta*A*B (`read_dst`) or beta*A*B, for f32 (our GEMM) or f64 (the
+/// `gemm` crate). The f32 path packs into a per-thread buffer that grows once and is then
+/// reused, so steady-state calls do not allocate; callers that own scratch should call
+/// `cpu::gemm::sgemm` directly (and prepack constant operands).
 ///
 /// # Safety
 /// Pointers must address buffers large enough for the given shape and strides; dst must
 /// not overlap a or b.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_float<T: 'static + Copy>(
     s: GemmShape,
     dst: *mut T,
@@ -42,18 +49,67 @@ pub(crate) unsafe fn gemm_float<T: 'static + Copy>(
     beta: T,
     threads: usize,
 ) {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32 (checked above), so these casts are identities.
+        let (alpha, beta) = unsafe {
+            (
+                std::mem::transmute_copy::<T, f32>(&alpha),
+                std::mem::transmute_copy::<T, f32>(&beta),
+            )
+        };
+        let ep = Epilogue {
+            alpha: beta,
+            beta: read_dst.then_some(alpha),
+            ..Epilogue::default()
+        };
+        let need = gemm::scratch_bytes(s.m, s.n, s.k, false, false, threads);
+        // Taken out of the slot (not borrowed): a nested call on this thread (rayon work
+        // stealing) then finds it empty and uses its own buffer instead of aliasing it.
+        let mut buf = SCRATCH.with(|c| c.take());
+        if buf.len() < need {
+            buf = vec![0u8; need];
+        }
+        // SAFETY: forwarded from the caller; the scratch has `need` bytes. Errors are only
+        // for inconsistent arguments, which the caller's contract rules out.
+        let r = unsafe {
+            gemm::sgemm(
+                s.m,
+                s.n,
+                s.k,
+                Operand::Strided(strided(a.cast(), s.a_rs, s.a_cs)),
+                Operand::Strided(strided(b.cast(), s.b_rs, s.b_cs)),
+                dst.cast(),
+                s.dst_rs,
+                &ep,
+                &mut buf,
+                threads,
+            )
+        };
+        debug_assert!(r.is_ok(), "{r:?}");
+        SCRATCH.with(|c| c.set(buf));
+        return;
+    }
     let par = if threads > 1 && s.m * s.n * s.k >= PAR_MIN_FLOPS {
-        gemm::Parallelism::Rayon(threads)
+        ::gemm::Parallelism::Rayon(threads)
     } else {
-        gemm::Parallelism::None
+        ::gemm::Parallelism::None
     };
     // SAFETY: forwarded from the caller.
     unsafe {
-        gemm::gemm(
+        ::gemm::gemm(
             s.m, s.n, s.k, dst, 1, s.dst_rs, read_dst, a, s.a_cs, s.a_rs, b, s.b_cs, s.b_rs, alpha,
             beta, false, false, false, par,
         )
     }
+}
+
+thread_local! {
+    /// `gemm_float`'s packing buffer for this thread (grown once, then reused).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn strided(ptr: *const f32, rs: isize, cs: isize) -> Strided {
+    Strided { ptr, rs, cs }
 }
 
 /// Integer (and fallback) GEMM: dst = dst*keep + A*B.
@@ -72,20 +128,24 @@ fn gemm_naive<T: Num>(s: GemmShape, dst: &mut [T], a: &[T], b: &[T], keep_dst: b
     }
 }
 
-/// Batched GEMMs through the `gemm` crate for an element type it computes natively.
+/// Batched f64 GEMMs through the `gemm` crate.
 #[allow(clippy::too_many_arguments)]
-fn float_batches<T: Datum>(
+fn f64_batches(
     s: GemmShape,
     batches: &[(usize, usize, usize)],
     a: &[u8],
     b: &[u8],
     dst: &mut [u8],
     read_dst: bool,
-    alpha: T,
-    beta: T,
+    alpha: f64,
+    beta: f64,
     threads: usize,
 ) {
-    let (a, b, d) = (bytes_as::<T>(a), bytes_as::<T>(b), bytes_as_mut::<T>(dst));
+    let (a, b, d) = (
+        bytes_as::<f64>(a),
+        bytes_as::<f64>(b),
+        bytes_as_mut::<f64>(dst),
+    );
     for &(oa, ob, od) in batches {
         // SAFETY: offsets and strides were validated against the shapes at plan time.
         unsafe {
@@ -103,8 +163,52 @@ fn float_batches<T: Datum>(
     }
 }
 
-/// Runs one batch of GEMMs for any numeric dtype. `batches` are element offsets
-/// (a, b, dst). f16/bf16 go through f32 copies of the whole operands in `scratch`.
+/// Batched f32 GEMMs on `cpu::gemm`; `packed_b` (B packed at plan time) replaces `b`.
+#[allow(clippy::too_many_arguments)]
+fn f32_batches(
+    s: GemmShape,
+    batches: &[(usize, usize, usize)],
+    a: &[u8],
+    b: &[u8],
+    packed_b: Option<&PackedB>,
+    dst: &mut [u8],
+    ep: &Epilogue,
+    scratch: &mut [u8],
+    threads: usize,
+) -> Result<()> {
+    let (a, b, d) = (
+        bytes_as::<f32>(a),
+        bytes_as::<f32>(b),
+        bytes_as_mut::<f32>(dst),
+    );
+    for &(oa, ob, od) in batches {
+        // SAFETY: offsets and strides were validated against the shapes at plan time.
+        unsafe {
+            let bop = match packed_b {
+                Some(p) => Operand::Packed(p),
+                None => Operand::Strided(strided(b.as_ptr().add(ob), s.b_rs, s.b_cs)),
+            };
+            gemm::sgemm(
+                s.m,
+                s.n,
+                s.k,
+                Operand::Strided(strided(a.as_ptr().add(oa), s.a_rs, s.a_cs)),
+                bop,
+                d.as_mut_ptr().add(od),
+                s.dst_rs,
+                ep,
+                scratch,
+                threads,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one batch of GEMMs for any numeric dtype: dst = alpha*dst (when `read_dst`) +
+/// beta*A*B (the `gemm` crate's convention). `batches` are element offsets (a, b, dst).
+/// f16/bf16 go through f32 copies of the whole operands in `scratch`; the rest of the scratch
+/// is the f32 GEMM's packing space.
 #[allow(clippy::too_many_arguments)]
 fn run_gemms(
     dtype: DType,
@@ -112,6 +216,7 @@ fn run_gemms(
     batches: &[(usize, usize, usize)],
     a: &[u8],
     b: &[u8],
+    packed_b: Option<&PackedB>,
     dst: &mut [u8],
     read_dst: bool,
     alpha: f32,
@@ -120,8 +225,15 @@ fn run_gemms(
     threads: usize,
 ) -> Result<()> {
     match dtype {
-        DType::F32 => float_batches::<f32>(s, batches, a, b, dst, read_dst, alpha, beta, threads),
-        DType::F64 => float_batches::<f64>(
+        DType::F32 => {
+            let ep = Epilogue {
+                alpha: beta,
+                beta: read_dst.then_some(alpha),
+                ..Epilogue::default()
+            };
+            f32_batches(s, batches, a, b, packed_b, dst, &ep, scratch, threads)?
+        }
+        DType::F64 => f64_batches(
             s,
             batches,
             a,
@@ -139,10 +251,10 @@ fn run_gemms(
                 return Err(Error::invalid("matmul scratch too small"));
             }
             let (sa, rest) = scratch.split_at_mut(na * 4);
-            let (sb, sd) = rest.split_at_mut(nb * 4);
+            let (sb, rest) = rest.split_at_mut(nb * 4);
+            let (sd, rest) = rest.split_at_mut(nd * 4);
             crate::tensor::cast_slice_bytes(dtype, a, DType::F32, sa);
             crate::tensor::cast_slice_bytes(dtype, b, DType::F32, sb);
-            let sd = &mut sd[..nd * 4];
             if read_dst {
                 crate::tensor::cast_slice_bytes(dtype, dst, DType::F32, sd);
             }
@@ -152,11 +264,12 @@ fn run_gemms(
                 batches,
                 sa,
                 sb,
+                None,
                 sd,
                 read_dst,
                 alpha,
                 beta,
-                &mut [],
+                rest,
                 threads,
             )?;
             crate::tensor::cast_slice_bytes(DType::F32, sd, dtype, dst);
@@ -175,6 +288,76 @@ fn run_gemms(
     Ok(())
 }
 
+/// Scratch of one GEMM: f16/bf16 f32 copies (`elems` = a + b + dst elements) plus the f32
+/// GEMM's packing space for the plan's pool.
+fn gemm_scratch(dtype: DType, s: &GemmShape, elems: usize, b_packed: bool) -> usize {
+    let pack = match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => {
+            gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, rayon::current_num_threads())
+        }
+        _ => 0,
+    };
+    f16_scratch(dtype, elems) + pack
+}
+
+/// A constant packed at plan time, with the tensor it came from.
+#[derive(Debug)]
+pub(crate) struct SharedPacked {
+    /// Keeps the source storage alive, so a cache entry's storage is never recycled while
+    /// the entry can still be upgraded.
+    src: Tensor,
+    key: (usize, usize, isize, isize),
+    packed: PackedB,
+}
+
+/// Packed weights shared by every plan that packs the same constant the same way: a model
+/// builds one plan per input-shape signature (e.g. per sequence length), and without sharing
+/// each would keep its own packed copy of every weight. Weak entries: the packed data lives
+/// as long as some plan holds it.
+static PACKED: Mutex<Vec<Weak<SharedPacked>>> = Mutex::new(Vec::new());
+
+fn packed_b_shared(t: &Tensor, s: &GemmShape) -> Result<Arc<SharedPacked>> {
+    let key = (s.k, s.n, s.b_rs, s.b_cs);
+    let mut cache = PACKED
+        .lock()
+        .map_err(|_| Error::invalid("poisoned packed-weight cache"))?;
+    cache.retain(|w| w.strong_count() > 0);
+    let hit = cache
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|p| p.key == key && p.src.shares_storage_with(t));
+    if let Some(p) = hit {
+        return Ok(p);
+    }
+    let packed = PackedB::new(
+        t.as_slice::<f32>()?,
+        s.k,
+        s.n,
+        s.b_rs as usize,
+        s.b_cs as usize,
+    )?;
+    let p = Arc::new(SharedPacked {
+        src: t.clone(),
+        key,
+        packed,
+    });
+    cache.push(Arc::downgrade(&p));
+    Ok(p)
+}
+
+/// B packed at plan time when it is a constant f32 matrix shared by every batch.
+fn pack_const_b(
+    dtype: DType,
+    b: &Fact,
+    s: &GemmShape,
+    shared: bool,
+) -> Result<Option<Arc<SharedPacked>>> {
+    match (&b.konst, dtype, shared) {
+        (Some(t), DType::F32, true) => Ok(Some(packed_b_shared(t, s)?)),
+        _ => Ok(None),
+    }
+}
+
 fn f16_scratch(dtype: DType, elems: usize) -> usize {
     if matches!(dtype, DType::F16 | DType::BF16) {
         elems * 4
@@ -188,6 +371,7 @@ struct MatMulKernel {
     dtype: DType,
     shape: GemmShape,
     batches: Vec<(usize, usize, usize)>,
+    packed_b: Option<Arc<SharedPacked>>,
     scratch: usize,
 }
 
@@ -207,6 +391,7 @@ impl Kernel for MatMulKernel {
             &self.batches,
             inputs[0].bytes,
             inputs[1].bytes,
+            self.packed_b.as_deref().map(|p| &p.packed),
             outputs[0].bytes,
             false,
             0.0,
@@ -286,14 +471,18 @@ fn matmul(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kern
     };
     let dt = inputs[0].dtype;
     let out_elems = concrete(&outputs[0])?.iter().product::<usize>();
-    let scratch = f16_scratch(
+    let packed_b = pack_const_b(dt, &inputs[1], &shape, batches.len() == 1)?;
+    let scratch = gemm_scratch(
         dt,
+        &shape,
         a.iter().product::<usize>() + b.iter().product::<usize>() + out_elems,
+        packed_b.is_some(),
     );
     Ok(Box::new(MatMulKernel {
         dtype: dt,
         shape,
         batches,
+        packed_b,
         scratch,
     }))
 }
@@ -305,6 +494,7 @@ struct GemmKernel {
     alpha: f32,
     beta: f32,
     c: Option<StridedCopy>,
+    packed_b: Option<Arc<SharedPacked>>,
     scratch: usize,
 }
 
@@ -331,6 +521,7 @@ impl Kernel for GemmKernel {
             &[(0, 0, 0)],
             inputs[0].bytes,
             inputs[1].bytes,
+            self.packed_b.as_deref().map(|p| &p.packed),
             outputs[0].bytes,
             read_dst,
             self.beta,
@@ -373,35 +564,187 @@ fn gemm_op(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Ker
     if !dt.is_float() && (g.alpha != 1.0 || (c.is_some() && g.beta != 1.0)) {
         return Err(Error::unsupported("integer Gemm with alpha/beta != 1"));
     }
+    let shape = GemmShape {
+        m,
+        n,
+        k,
+        a_rs,
+        a_cs,
+        b_rs,
+        b_cs,
+        dst_rs: n as isize,
+    };
+    let packed_b = pack_const_b(dt, &inputs[1], &shape, true)?;
     Ok(Box::new(GemmKernel {
         dtype: dt,
-        shape: GemmShape {
-            m,
-            n,
-            k,
-            a_rs,
-            a_cs,
-            b_rs,
-            b_cs,
-            dst_rs: n as isize,
-        },
+        shape,
         alpha: g.alpha,
         beta: g.beta,
         c,
-        scratch: f16_scratch(dt, m * k + k * n + m * n),
+        scratch: gemm_scratch(dt, &shape, m * k + k * n + m * n, packed_b.is_some()),
+        packed_b,
+    }))
+}
+
+/// `act(A B + bias [+ residual])` in one GEMM: the epilogue runs on each tile in registers.
+#[derive(Debug)]
+struct FusedMatMulKernel {
+    shape: GemmShape,
+    packed_b: Option<Arc<SharedPacked>>,
+    act: Option<UnaryOp>,
+    scratch: usize,
+}
+
+/// Activations without an in-register form, applied to finished tile rows. The formulas are
+/// the Unary kernel's, so fused and unfused graphs agree.
+fn apply_act(op: UnaryOp, x: &mut [f32]) {
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    match op {
+        UnaryOp::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        UnaryOp::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        UnaryOp::Swish => x.iter_mut().for_each(|v| *v *= sigmoid(*v)),
+        // max/min rather than clamp: the Unary kernel's NaN behaviour, exactly.
+        #[allow(clippy::manual_clamp)]
+        UnaryOp::HardSwish => x
+            .iter_mut()
+            .for_each(|v| *v = *v * (*v + 3.0).max(0.0).min(6.0) / 6.0),
+        UnaryOp::Gelu { tanh_approx: false } => {
+            let r = std::f32::consts::FRAC_1_SQRT_2;
+            x.iter_mut()
+                .for_each(|v| *v = 0.5 * *v * (1.0 + Float::erf(*v * r)));
+        }
+        UnaryOp::Gelu { tanh_approx: true } => {
+            let k = (2.0 / std::f64::consts::PI).sqrt() as f32;
+            x.iter_mut()
+                .for_each(|v| *v = 0.5 * *v * (1.0 + (k * (*v + 0.044715 * *v * *v * *v)).tanh()));
+        }
+        UnaryOp::Elu { alpha } => x.iter_mut().for_each(|v| {
+            if *v < 0.0 {
+                *v = alpha * (v.exp() - 1.0)
+            }
+        }),
+        // The rest have in-register forms (see `FusedMatMulKernel::run`) or are rejected by
+        // the op's inference.
+        _ => {}
+    }
+}
+
+impl Kernel for FusedMatMulKernel {
+    fn scratch_bytes(&self) -> usize {
+        self.scratch
+    }
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let s = self.shape;
+        let a = inputs[0].as_slice::<f32>()?;
+        let b = inputs[1].as_slice::<f32>()?;
+        let bias = inputs[2].as_slice::<f32>()?;
+        let residual = match inputs.get(3) {
+            Some(r) => Some((r.as_slice::<f32>()?, s.n)),
+            None => None,
+        };
+        let map = |x: &mut [f32]| {
+            if let Some(op) = self.act {
+                apply_act(op, x)
+            }
+        };
+        let act = match self.act {
+            None => Activation::None,
+            Some(UnaryOp::Relu) => Activation::Relu,
+            Some(UnaryOp::LeakyRelu { alpha }) => Activation::LeakyRelu(alpha),
+            Some(UnaryOp::Clip { min, max }) => Activation::Clip(min as f32, max as f32),
+            Some(_) => Activation::Map(&map),
+        };
+        let ep = Epilogue {
+            bias: Bias::Col(bias),
+            residual,
+            act,
+            ..Epilogue::default()
+        };
+        let dst = outputs[0].as_slice_mut::<f32>()?;
+        let bop = match &self.packed_b {
+            Some(p) => Operand::Packed(&p.packed),
+            None => Operand::Strided(strided(b.as_ptr(), s.b_rs, s.b_cs)),
+        };
+        // SAFETY: the views have the plan's shapes, which the builder checked against `s`.
+        unsafe {
+            gemm::sgemm(
+                s.m,
+                s.n,
+                s.k,
+                Operand::Strided(strided(a.as_ptr(), s.a_rs, s.a_cs)),
+                bop,
+                dst.as_mut_ptr(),
+                s.dst_rs,
+                &ep,
+                ctx.scratch,
+                ctx.threads,
+            )
+        }
+    }
+}
+
+fn fused_matmul(op: &dyn Op, inputs: &[Fact], _outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let f = op_as::<FusedMatMul>(op)?;
+    let a = concrete(&inputs[0])?;
+    let b = concrete(&inputs[1])?;
+    let bias = concrete(&inputs[2])?;
+    if inputs.iter().any(|f| f.dtype != DType::F32) || a.len() < 2 || b.len() != 2 {
+        return Err(Error::invalid(
+            "FusedMatMul wants f32 A [.., m, k] and B [k, n]",
+        ));
+    }
+    let k = a[a.len() - 1];
+    let m: usize = a[..a.len() - 1].iter().product();
+    let n = b[1];
+    if b[0] != k || bias != [n] {
+        return Err(Error::shape(
+            "FusedMatMul",
+            format!("A {a:?}, B {b:?}, bias {bias:?} do not chain"),
+        ));
+    }
+    if let Some(r) = inputs.get(3)
+        && concrete(r)?.iter().product::<usize>() != m * n
+    {
+        return Err(Error::shape(
+            "FusedMatMul",
+            "residual is not the output's shape",
+        ));
+    }
+    let shape = GemmShape {
+        m,
+        n,
+        k,
+        a_rs: k as isize,
+        a_cs: 1,
+        b_rs: n as isize,
+        b_cs: 1,
+        dst_rs: n as isize,
+    };
+    let packed_b = pack_const_b(DType::F32, &inputs[1], &shape, true)?;
+    Ok(Box::new(FusedMatMulKernel {
+        scratch: gemm_scratch(DType::F32, &shape, 0, packed_b.is_some()),
+        shape,
+        packed_b,
+        act: f.activation,
     }))
 }
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<MatMul>(matmul);
     r.insert::<Gemm>(gemm_op);
+    r.insert::<FusedMatMul>(fused_matmul);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::eval_op;
-    use crate::tensor::{Tensor, assert_close};
+    use crate::tensor::assert_close;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
@@ -512,5 +855,166 @@ mod tests {
             &Tensor::from_vec(&[m, n], naive(&a, &b, m, k, n)).unwrap(),
             1e-5,
         );
+    }
+
+    /// Runs `op(a, b)` as a one-node graph, B constant (packed at plan time) or an input.
+    fn run_graph(
+        op: impl Into<Box<dyn Op>> + Clone,
+        a: &Tensor,
+        b: &Tensor,
+        b_const: bool,
+        threads: usize,
+    ) -> Tensor {
+        use crate::cpu::{CpuModel, CpuOptions};
+        use crate::ir::{Fact, Graph};
+        let mut g = Graph::new();
+        let av = g.add_input("a", Fact::known(a.dtype(), a.shape()));
+        let bv = if b_const {
+            g.add_const("b", b.clone())
+        } else {
+            g.add_input("b", Fact::known(b.dtype(), b.shape()))
+        };
+        let y = g.add_node1("y", op, &[av, bv]).unwrap();
+        g.set_outputs(&[y]);
+        let m = CpuModel::new(
+            g,
+            CpuOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let ins = if b_const {
+            vec![a.clone()]
+        } else {
+            vec![a.clone(), b.clone()]
+        };
+        m.run(&ins).unwrap().remove(0)
+    }
+
+    #[test]
+    fn packed_and_strided_b_agree_at_one_and_two_threads() {
+        // MiniLM-like projection (folded batch) and a transposed-B Gemm, each large enough to
+        // split across two threads.
+        let (m, k, n) = (37, 130, 200);
+        let a = Tensor::from_vec(&[1, m, k], lin(m * k, 0.01)).unwrap();
+        let b = Tensor::from_vec(&[k, n], lin(k * n, 0.02)).unwrap();
+        let want = Tensor::from_vec(
+            &[1, m, n],
+            naive(
+                a.as_slice::<f32>().unwrap(),
+                b.as_slice::<f32>().unwrap(),
+                m,
+                k,
+                n,
+            ),
+        )
+        .unwrap();
+        for threads in [1, 2] {
+            for b_const in [false, true] {
+                assert_close(&run_graph(MatMul, &a, &b, b_const, threads), &want, 1e-5);
+            }
+        }
+        let a2 = Tensor::from_vec(&[m, k], lin(m * k, 0.01)).unwrap();
+        let bt: Vec<f32> = (0..n * k)
+            .map(|x| b.as_slice::<f32>().unwrap()[(x % k) * n + x / k])
+            .collect();
+        let bt = Tensor::from_vec(&[n, k], bt).unwrap();
+        let g = Gemm {
+            alpha: 0.5,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        };
+        let want2: Vec<f32> = want
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| 0.5 * v)
+            .collect();
+        let want2 = Tensor::from_vec(&[m, n], want2).unwrap();
+        for threads in [1, 2] {
+            for b_const in [false, true] {
+                assert_close(
+                    &run_graph(g.clone(), &a2, &bt, b_const, threads),
+                    &want2,
+                    1e-5,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_float_f32_accumulates_like_the_gemm_crate() {
+        // conv.rs's call: dst = dst + W * col, through the thread-local scratch.
+        let (m, k, n) = (20, 50, 70);
+        let (w, col) = (lin(m * k, 0.1), lin(k * n, 0.3));
+        let dst = lin(m * n, 1.0);
+        let mut want = naive(&w, &col, m, k, n);
+        for (x, d) in want.iter_mut().zip(&dst) {
+            *x += d;
+        }
+        let s = GemmShape {
+            m,
+            n,
+            k,
+            a_rs: k as isize,
+            a_cs: 1,
+            b_rs: n as isize,
+            b_cs: 1,
+            dst_rs: n as isize,
+        };
+        for _ in 0..2 {
+            let mut d = dst.clone();
+            // SAFETY: the vectors have exactly these extents.
+            unsafe {
+                gemm_float(
+                    s,
+                    d.as_mut_ptr(),
+                    w.as_ptr(),
+                    col.as_ptr(),
+                    true,
+                    1f32,
+                    1f32,
+                    2,
+                )
+            };
+            for (x, y) in d.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn plans_share_one_packed_copy_of_a_weight() {
+        let w = Tensor::from_vec(&[8, 40], lin(320, 0.1)).unwrap();
+        let fb = Fact::konst(w.clone());
+        let shape = |m| GemmShape {
+            m,
+            n: 40,
+            k: 8,
+            a_rs: 8,
+            a_cs: 1,
+            b_rs: 40,
+            b_cs: 1,
+            dst_rs: 40,
+        };
+        // Two plans (different row counts) of the same constant: one packed copy.
+        let p1 = pack_const_b(DType::F32, &fb, &shape(3), true)
+            .unwrap()
+            .unwrap();
+        let p2 = pack_const_b(DType::F32, &fb, &shape(17), true)
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&p1, &p2));
+        // Equal values in other storage are packed separately (identity, not content).
+        let other = Fact::konst(Tensor::from_vec(&[8, 40], lin(320, 0.1)).unwrap());
+        let p3 = pack_const_b(DType::F32, &other, &shape(3), true)
+            .unwrap()
+            .unwrap();
+        assert!(!Arc::ptr_eq(&p1, &p3));
+        // Once every plan dropped it, the packed copy is freed.
+        let weak = Arc::downgrade(&p1);
+        drop((p1, p2));
+        assert!(weak.upgrade().is_none());
     }
 }
