@@ -13,6 +13,7 @@ pub mod binary;
 pub mod conv;
 pub mod deconv;
 pub mod einsum;
+pub mod fused_conv;
 pub mod index;
 pub mod loss;
 pub mod math;
@@ -32,6 +33,7 @@ pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
+pub use fused_conv::{Activation, FusedConv};
 pub use index::{
     Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
     ScatterReduction, TopK, Trilu,
@@ -159,6 +161,7 @@ pub fn registry() -> &'static OpRegistry {
         conv::register(&mut r);
         deconv::register(&mut r);
         einsum::register(&mut r);
+        fused_conv::register(&mut r);
         index::register(&mut r);
         loss::register(&mut r);
         math::register(&mut r);
