@@ -8,12 +8,14 @@ mod const_fold;
 mod cse;
 mod dce;
 mod declutter;
+mod fuse_conv;
 mod identity;
 
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
 pub use declutter::Declutter;
+pub use fuse_conv::FuseConv;
 pub use identity::RemoveIdentities;
 
 /// A graph transformation. Returns whether it changed the graph.
@@ -30,6 +32,8 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(Declutter),
         Box::new(Cse),
         Box::new(Dce),
+        // Last: folding passes above need the bare Conv.
+        Box::new(FuseConv),
     ]
 }
 
