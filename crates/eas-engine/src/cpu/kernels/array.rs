@@ -217,12 +217,18 @@ fn transpose_2d<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, co
         let (b, j0) = (k / bands, (k % bands) * TILE);
         let s = &src[b * plane..][..plane];
         let nj = d.len() / rows;
+        // The tile's input rows are far apart (and may alias in L1 sets): copy them into
+        // a local tile first, then write the output rows from it.
+        let mut t = [s[0]; TILE * TILE];
         for i0 in (0..rows).step_by(TILE) {
             let ni = (rows - i0).min(TILE);
+            for ii in 0..ni {
+                t[ii * TILE..][..nj].copy_from_slice(&s[(i0 + ii) * cols + j0..][..nj]);
+            }
             for jj in 0..nj {
                 let drow = &mut d[jj * rows + i0..][..ni];
                 for (ii, v) in drow.iter_mut().enumerate() {
-                    *v = s[(i0 + ii) * cols + j0 + jj];
+                    *v = t[ii * TILE + jj];
                 }
             }
         }
