@@ -431,13 +431,17 @@ fn small_cnn_conv_bn_relu_pool_gemm() {
     let gap = pooled.iter().sum::<f32>() / 4.0;
     let outs = run(&bytes, &[x]);
     assert_close(&outs[0], &f32t(&[1, 2], vec![gap, 100.0 - gap]), 1e-6);
-    // The optimizer folded the BatchNorm into the Conv.
+    // The optimizer folded the BatchNorm into the Conv, and the Relu into a FusedConv.
     let mut g = onnx::load_bytes(&bytes).unwrap();
     passes::optimize(&mut g, &passes::default_o1()).unwrap();
     let h = g.op_histogram();
     assert_eq!(
-        (h.get("BatchNormalization"), h.get("Conv")),
-        (None, Some(&1)),
+        (
+            h.get("BatchNormalization"),
+            h.get("Relu"),
+            h.get("FusedConv")
+        ),
+        (None, None, Some(&1)),
         "{g}"
     );
 }

@@ -13,6 +13,7 @@ pub mod binary;
 pub mod conv;
 pub mod deconv;
 pub mod einsum;
+pub mod fused_conv;
 pub mod fused_matmul;
 pub mod index;
 pub mod late;
@@ -34,6 +35,7 @@ pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
+pub use fused_conv::{Activation, FusedConv};
 pub use fused_matmul::FusedMatMul;
 pub use index::{
     Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,
@@ -164,6 +166,7 @@ pub fn registry() -> &'static OpRegistry {
         deconv::register(&mut r);
         einsum::register(&mut r);
         fused_matmul::register(&mut r);
+        fused_conv::register(&mut r);
         index::register(&mut r);
         late::register(&mut r);
         loss::register(&mut r);

@@ -10,8 +10,9 @@ mod dce;
 mod declutter;
 pub(crate) mod fold_affine;
 mod fold_pad;
-mod fuse_transformer;
+mod fuse_conv;
 mod fuse_matmul;
+mod fuse_transformer;
 mod identity;
 mod transpose;
 
@@ -21,8 +22,9 @@ pub use dce::Dce;
 pub use declutter::Declutter;
 pub use fold_affine::FoldConvAffine;
 pub use fold_pad::FoldPad;
-pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
+pub use fuse_conv::FuseConv;
 pub use fuse_matmul::FuseMatMul;
+pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
 pub use identity::RemoveIdentities;
 pub use transpose::TransposeOpt;
 
@@ -48,6 +50,8 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(Cse),
         Box::new(FuseMatMul),
         Box::new(Dce),
+        // Last: folding passes above need the bare Conv.
+        Box::new(FuseConv),
     ]
 }
 
@@ -287,6 +291,8 @@ mod tests {
         let o = rewrite(&g, super::default_o1(), &[data(&[1, 9, 9, 3], 42)]);
         assert_eq!(count(&o, "Transpose"), 1, "{o}");
         assert_eq!(count(&o, "Pad") + count(&o, "Mul"), 0, "{o}");
-        assert_eq!(count(&o, "Add"), 1, "only the residual add is left:\n{o}");
+        // The residual Add and the Relu end up in the second conv's epilogue.
+        assert_eq!(count(&o, "Add") + count(&o, "Relu"), 0, "{o}");
+        assert_eq!(count(&o, "FusedConv"), 2, "{o}");
     }
 }

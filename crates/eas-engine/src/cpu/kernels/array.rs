@@ -192,15 +192,128 @@ impl Kernel for StridedKernel {
     }
 }
 
+/// A transpose reduced to swapping the two inner axes of [batch, rows, cols] (every
+/// NHWC <-> NCHW perm is one): copied in cache-sized square tiles.
+#[derive(Debug)]
+struct Transpose2dKernel {
+    dtype: DType,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+}
+
+/// Tile side of the blocked transpose (elements).
+const TILE: usize = 32;
+
+/// dst[b][j][i] = src[b][i][j] for src [batch, rows, cols].
+fn transpose_2d<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    let plane = rows * cols;
+    if plane == 0 {
+        return;
+    }
+    // One task per band of TILE output rows (= input columns) of one batch entry.
+    let band = |k: usize, d: &mut [T]| {
+        let bands = cols.div_ceil(TILE);
+        let (b, j0) = (k / bands, (k % bands) * TILE);
+        let s = &src[b * plane..][..plane];
+        let nj = d.len() / rows;
+        // The tile's input rows are far apart (and may alias in L1 sets): copy them into
+        // a local tile first, then write the output rows from it.
+        let mut t = [s[0]; TILE * TILE];
+        for i0 in (0..rows).step_by(TILE) {
+            let ni = (rows - i0).min(TILE);
+            for ii in 0..ni {
+                t[ii * TILE..][..nj].copy_from_slice(&s[(i0 + ii) * cols + j0..][..nj]);
+            }
+            for jj in 0..nj {
+                let drow = &mut d[jj * rows + i0..][..ni];
+                for (ii, v) in drow.iter_mut().enumerate() {
+                    *v = t[ii * TILE + jj];
+                }
+            }
+        }
+    };
+    let par = dst.len() >= PAR_MIN_ELEMS;
+    let chunks = dst
+        .chunks_mut(plane)
+        .flat_map(|p| p.chunks_mut(TILE * rows));
+    if par && rayon::current_num_threads() > 1 {
+        let v: Vec<&mut [T]> = chunks.collect();
+        v.into_par_iter().enumerate().for_each(|(k, d)| band(k, d));
+    } else {
+        chunks.enumerate().for_each(|(k, d)| band(k, d));
+    }
+}
+
+impl Kernel for Transpose2dKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let n = self.batch * self.rows * self.cols;
+        by_size!(self.dtype, T => transpose_2d::<T>(
+            &pod::<T>(inputs[0].bytes)[..n],
+            &mut pod_mut::<T>(outputs[0].bytes)[..n],
+            self.rows,
+            self.cols,
+        ));
+        Ok(())
+    }
+}
+
+/// Drops unit axes and merges input axes that stay adjacent in the output; returns the
+/// reduced input shape and perm.
+fn reduce_perm(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    // Kept input axes, renumbered densely.
+    let kept: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] != 1).collect();
+    let rank_of = |a: usize| kept.iter().position(|&k| k == a);
+    let p: Vec<usize> = perm.iter().filter_map(|&a| rank_of(a)).collect();
+    // Runs of consecutive input axes in output order.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &a in &p {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == a => *end = a,
+            _ => runs.push((a, a)),
+        }
+    }
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r].0);
+    let shape_r: Vec<usize> = by_input
+        .iter()
+        .map(|&r| (runs[r].0..=runs[r].1).map(|a| shape[kept[a]]).product())
+        .collect();
+    let perm_r: Vec<usize> = (0..runs.len())
+        .map(|r| by_input.iter().position(|&q| q == r).unwrap_or(0))
+        .collect();
+    (shape_r, perm_r)
+}
+
 fn transpose(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
     let t = op_as::<Transpose>(op)?;
-    let ins = contiguous_strides(&concrete(&inputs[0])?);
+    let shape = concrete(&inputs[0])?;
+    let dtype = inputs[0].dtype;
+    if t.perm.len() == shape.len() {
+        let (s, p) = reduce_perm(&shape, &t.perm);
+        let swap = match (s.as_slice(), p.as_slice()) {
+            ([r, c], [1, 0]) => Some((1, *r, *c)),
+            ([b, r, c], [0, 2, 1]) => Some((*b, *r, *c)),
+            _ => None,
+        };
+        if let Some((batch, rows, cols)) = swap {
+            return Ok(Box::new(Transpose2dKernel {
+                dtype,
+                batch,
+                rows,
+                cols,
+            }));
+        }
+    }
+    let ins = contiguous_strides(&shape);
     let strides: Vec<isize> = t.perm.iter().map(|&p| ins[p]).collect();
     let copy = StridedCopy::new(0, &concrete(&outputs[0])?, &strides);
-    Ok(Box::new(StridedKernel {
-        dtype: inputs[0].dtype,
-        copy,
-    }))
+    Ok(Box::new(StridedKernel { dtype, copy }))
 }
 
 fn slice(_: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
@@ -663,6 +776,94 @@ struct PadKernel {
     in_shape: Vec<usize>,
     out_shape: Vec<usize>,
     pads: Vec<i64>,
+    /// Constant mode, planned as rows.
+    rows: PadRows,
+}
+
+/// Constant-mode pad as whole rows: axes are coalesced from the inside while the inner
+/// axis is not padded, then every output row is a fill, or one copy of an input row
+/// (cropped by negative pads) between two fills.
+#[derive(Debug)]
+struct PadRows {
+    /// Outer axes: (input size, output size, begin pad).
+    outer: Vec<(usize, usize, i64)>,
+    in_row: usize,
+    out_row: usize,
+    /// Begin pad of the row axis.
+    pad: i64,
+}
+
+impl PadRows {
+    fn new(in_shape: &[usize], out_shape: &[usize], pads: &[i64]) -> PadRows {
+        let mut axes: Vec<(usize, usize, i64)> = (0..in_shape.len())
+            .map(|d| (in_shape[d], out_shape[d], pads[d]))
+            .collect();
+        // Merge an unpadded inner axis into the one outside it.
+        while axes.len() >= 2 {
+            let (i, o, p) = axes[axes.len() - 1];
+            if p != 0 || i != o {
+                break;
+            }
+            axes.pop();
+            let last = axes.last_mut().expect("len >= 1");
+            *last = (last.0 * i, last.1 * i, last.2 * i as i64);
+        }
+        let (in_row, out_row, pad) = axes.pop().unwrap_or((1, 1, 0));
+        PadRows {
+            outer: axes,
+            in_row,
+            out_row,
+            pad,
+        }
+    }
+
+    /// Input row of output row `r`, or `None` when it lies in the padding.
+    fn src_row(&self, mut r: usize) -> Option<usize> {
+        let (mut idx, mut scale) = (0usize, 1usize);
+        for &(i, o, p) in self.outer.iter().rev() {
+            let c = (r % o) as i64 - p;
+            r /= o;
+            if c < 0 || c >= i as i64 {
+                return None;
+            }
+            idx += c as usize * scale;
+            scale *= i;
+        }
+        Some(idx)
+    }
+
+    fn run<T: Copy + Send + Sync>(&self, src: &[T], fill: T, out: &mut [T]) {
+        let (w_in, w_out) = (self.in_row, self.out_row);
+        if w_out == 0 || out.is_empty() {
+            return;
+        }
+        // Output columns [lo, lo + n) come from input columns [skip, skip + n).
+        let lo = self.pad.max(0) as usize;
+        let skip = (-self.pad).max(0) as usize;
+        let n = w_in.saturating_sub(skip).min(w_out.saturating_sub(lo));
+        let row = |r: usize, o: &mut [T]| match self.src_row(r) {
+            Some(s) if n > 0 => {
+                o[..lo.min(w_out)].fill(fill);
+                o[lo..lo + n].copy_from_slice(&src[s * w_in + skip..][..n]);
+                o[lo + n..].fill(fill);
+            }
+            _ => o.fill(fill),
+        };
+        if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+            let rows_per = (PAR_MIN_ELEMS / 4).div_ceil(w_out).max(1);
+            out.par_chunks_mut(rows_per * w_out)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    for (k, o) in chunk.chunks_mut(w_out).enumerate() {
+                        row(c * rows_per + k, o);
+                    }
+                });
+        } else {
+            for (r, o) in out.chunks_mut(w_out).enumerate() {
+                row(r, o);
+            }
+        }
+    }
 }
 
 /// Maps an output coordinate to the input coordinate for edge/reflect/wrap padding.
@@ -701,6 +902,16 @@ impl Kernel for PadKernel {
                 "cannot edge/reflect/wrap-pad an empty axis",
             ));
         }
+        if self.mode == PadMode::Constant {
+            by_size!(self.dtype, T => {
+                let fill: T = match &value {
+                    Some(b) => pod::<T>(b)[0],
+                    None => pod::<T>(&ZERO_BYTES.0)[0],
+                };
+                self.rows.run::<T>(pod::<T>(inputs[0].bytes), fill, pod_mut::<T>(outputs[0].bytes));
+            });
+            return Ok(());
+        }
         by_size!(self.dtype, T => {
             let src = pod::<T>(inputs[0].bytes);
             let fill: T = match &value {
@@ -726,13 +937,23 @@ impl Kernel for PadKernel {
 
 fn pad(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
     let p = op_as::<Pad>(op)?;
+    let in_shape = concrete(&inputs[0])?;
+    let out_shape = concrete(&outputs[0])?;
+    let pads =
+        const_i64(&inputs[1]).ok_or_else(|| Error::unsupported("Pad with non-constant pads"))?;
+    if pads.len() != 2 * in_shape.len() || out_shape.len() != in_shape.len() {
+        return Err(Error::shape(
+            "Pad",
+            format!("pads {pads:?} for input {in_shape:?}"),
+        ));
+    }
     Ok(Box::new(PadKernel {
         dtype: inputs[0].dtype,
         mode: p.mode,
-        in_shape: concrete(&inputs[0])?,
-        out_shape: concrete(&outputs[0])?,
-        pads: const_i64(&inputs[1])
-            .ok_or_else(|| Error::unsupported("Pad with non-constant pads"))?,
+        rows: PadRows::new(&in_shape, &out_shape, &pads),
+        in_shape,
+        out_shape,
+        pads,
     }))
 }
 
@@ -942,5 +1163,118 @@ mod tests {
     fn strided_copy_coalesces() {
         let c = StridedCopy::new(0, &[2, 3, 4], &[12, 4, 1]);
         assert_eq!((c.inner, c.outer.len()), (24, 0));
+    }
+
+    /// Output of a transpose computed per element.
+    fn transpose_ref(x: &Tensor, perm: &[usize]) -> Vec<f64> {
+        let sh = x.shape();
+        let out: Vec<usize> = perm.iter().map(|&p| sh[p]).collect();
+        let ins = contiguous_strides(sh);
+        let xv = vals(x);
+        let n: usize = out.iter().product();
+        (0..n)
+            .map(|mut f| {
+                let mut off = 0isize;
+                for d in (0..out.len()).rev() {
+                    off += (f % out[d]) as isize * ins[perm[d]];
+                    f /= out[d];
+                }
+                xv[off as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocked_transposes_match_per_element() {
+        let cases: [(&[usize], &[usize]); 9] = [
+            (&[1, 5, 37, 41], &[0, 2, 3, 1]),
+            (&[1, 64, 30, 31], &[0, 2, 3, 1]),
+            (&[2, 33, 7, 9], &[0, 3, 1, 2]),
+            (&[70, 3], &[1, 0]),
+            (&[3, 1, 40, 2], &[0, 2, 3, 1]),
+            (&[2, 3, 4, 5], &[0, 2, 1, 3]),
+            (&[2, 3, 4], &[2, 0, 1]),
+            (&[1, 1, 1], &[2, 0, 1]),
+            (&[4, 0, 3], &[0, 2, 1]),
+        ];
+        for (shape, perm) in cases {
+            let x = iota(shape);
+            let op = Transpose {
+                perm: perm.to_vec(),
+            };
+            let y = &eval_op(&op, std::slice::from_ref(&x)).unwrap()[0];
+            assert_eq!(vals(y), transpose_ref(&x, perm), "{shape:?} {perm:?}");
+            // Other element sizes take the same path.
+            let xi = Tensor::from_vec(shape, (0..x.len() as i64).collect()).unwrap();
+            let yi = &eval_op(&op, &[xi]).unwrap()[0];
+            assert_eq!(vals(yi), transpose_ref(&x, perm));
+        }
+        assert_eq!(
+            reduce_perm(&[1, 64, 56, 56], &[0, 2, 3, 1]),
+            (vec![64, 3136], vec![1, 0])
+        );
+        assert_eq!(
+            reduce_perm(&[2, 3, 4, 5], &[0, 2, 3, 1]),
+            (vec![2, 3, 20], vec![0, 2, 1])
+        );
+    }
+
+    /// Constant pad computed per element.
+    fn pad_ref(x: &Tensor, pads: &[i64], fill: f64) -> (Vec<usize>, Vec<f64>) {
+        let sh = x.shape();
+        let r = sh.len();
+        let out: Vec<usize> = (0..r)
+            .map(|d| (sh[d] as i64 + pads[d] + pads[d + r]) as usize)
+            .collect();
+        let ins = contiguous_strides(sh);
+        let xv = vals(x);
+        let n: usize = out.iter().product();
+        let v = (0..n)
+            .map(|mut f| {
+                let mut off = 0isize;
+                for d in (0..r).rev() {
+                    let i = (f % out[d]) as i64 - pads[d];
+                    f /= out[d];
+                    if i < 0 || i >= sh[d] as i64 {
+                        return fill;
+                    }
+                    off += i as isize * ins[d];
+                }
+                xv[off as usize]
+            })
+            .collect();
+        (out, v)
+    }
+
+    #[test]
+    fn constant_pad_rows_match_per_element() {
+        let cases: [(&[usize], &[i64]); 8] = [
+            (&[1, 60, 30, 40], &[0, 1, 1, 0, 0, 1, 1, 0]),
+            (&[1, 5, 6, 3], &[0, 1, 1, 0, 0, 1, 1, 0]),
+            (&[1, 3, 5, 6], &[0, 0, 1, 2, 0, 0, 2, 1]),
+            (&[2, 3, 4], &[1, -1, 0, 0, 2, -2]),
+            (&[4], &[-3, 5]),
+            (&[3, 4], &[0, -4, 0, 1]),
+            (&[2, 2, 2], &[0, 0, 0, 0, 0, 0]),
+            (&[2, 0, 3], &[0, 1, 1, 0, 0, 0]),
+        ];
+        for (shape, pads) in cases {
+            let x = Tensor::from_vec(
+                shape,
+                (0..shape.iter().product::<usize>())
+                    .map(|i| i as f32 + 1.0)
+                    .collect(),
+            )
+            .unwrap();
+            let y = &eval_op(
+                &Pad {
+                    mode: PadMode::Constant,
+                },
+                &[x.clone(), i64s(pads), Tensor::scalar(-7f32)],
+            )
+            .unwrap()[0];
+            let (os, want) = pad_ref(&x, pads, -7.0);
+            assert_eq!((y.shape(), vals(y)), (&os[..], want), "{shape:?} {pads:?}");
+        }
     }
 }

@@ -1,14 +1,23 @@
-//! Convolution (im2col + gemm; 1x1 convs skip im2col; depthwise runs a direct loop) and
-//! pooling kernels. 1-D inputs run as 2-D with height 1. f32 and f64.
+//! Convolution and pooling kernels. 1-D inputs run as 2-D with height 1. f32 and f64.
+//!
+//! - Conv: 1x1 stride-1 convs run as one gemm per group on the input planes; other convs
+//!   as im2col + gemm; depthwise convs (group == C, any multiplier) as a direct stencil
+//!   over the input plane copied into zero-bordered rows split by stride phase, so every
+//!   tap is a contiguous run (AVX-512 register tiles for f32 where the CPU has it,
+//!   auto-vectorized loops elsewhere). Planes run in parallel.
+//! - `FusedConv` runs the same kernel and applies its epilogue (bias, residual add,
+//!   activation) to each output row or plane right after it is computed, while it is in
+//!   cache. Each epilogue step is computed exactly as the unfused op computes it.
+//! - Max/average pools use the same padded-row scheme (fill -inf for max).
 
 use super::PAR_MIN_ELEMS;
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::matmul::{GemmShape, gemm_float};
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Datum, Float};
+use crate::dtype::{DType, Datum, Float, Num};
 use crate::ir::Fact;
 use crate::ops::conv::{AxisGeom, geometry};
-use crate::ops::{Conv, GlobalPool, Op, Pool, PoolKind};
+use crate::ops::{Activation, Conv, FusedConv, GlobalPool, Op, Pool, PoolKind};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -45,6 +54,500 @@ fn geom2(geo: &[AxisGeom], op: &str) -> Result<Geom2> {
     }
 }
 
+/// Vector code this CPU can run, detected once per kernel build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// Portable code (whatever the compile target allows).
+    Base,
+    /// AVX2 + FMA: auto-vectorized loops with fused multiply-add.
+    Fma,
+    /// AVX-512F: hand-written f32 tiles, auto-vectorized loops otherwise.
+    Avx512,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests force the portable paths with this.
+    static FORCE_SIMD: std::cell::Cell<Option<Simd>> = const { std::cell::Cell::new(None) };
+}
+
+impl Simd {
+    fn detect() -> Simd {
+        #[cfg(test)]
+        if let Some(s) = FORCE_SIMD.with(|f| f.get()) {
+            return s;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Simd::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Simd::Fma;
+            }
+        }
+        Simd::Base
+    }
+}
+
+/// `a * b + c`, fused when the caller was compiled with FMA.
+#[inline(always)]
+fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Reinterprets a slice of `T` as f32 when `T` is f32.
+#[inline]
+fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32.
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+}
+#[inline]
+fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
+}
+
+// ---- epilogue: activation (and residual), exactly as the unfused ops compute them ----
+
+/// Applies `act` in place; each arm is the `Unary` kernel's expression.
+#[inline(always)]
+fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
+    let c = |v: f64| <T as Datum>::from_f64(v);
+    let zero = <T as Num>::ZERO;
+    let one = <T as Num>::ONE;
+    match act {
+        Activation::Identity => {}
+        Activation::Relu => {
+            for v in o {
+                *v = if *v > zero || v.is_nan() { *v } else { zero };
+            }
+        }
+        Activation::Clip { min, max } => {
+            let (lo, hi) = (c(min), c(max));
+            for v in o {
+                if !v.is_nan() {
+                    *v = Num::minimum(Num::maximum(*v, lo), hi);
+                }
+            }
+        }
+        Activation::LeakyRelu { alpha } => {
+            let a = c(alpha as f64);
+            for v in o {
+                *v = if *v < zero { a * *v } else { *v };
+            }
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            let (a, b) = (c(alpha as f64), c(beta as f64));
+            for v in o {
+                *v = num_traits::Float::min(num_traits::Float::max(a * *v + b, zero), one);
+            }
+        }
+        Activation::HardSwish => {
+            let (three, six) = (c(3.0), c(6.0));
+            for v in o {
+                *v = *v * num_traits::Float::min(num_traits::Float::max(*v + three, zero), six)
+                    / six;
+            }
+        }
+        Activation::Sigmoid => {
+            for v in o {
+                *v = one / (one + (-*v).exp());
+            }
+        }
+        Activation::Swish => {
+            for v in o {
+                *v = *v * (one / (one + (-*v).exp()));
+            }
+        }
+    }
+}
+
+/// `o = act(o [+ bias] [+ res])`, adds in that order (the unfused graph's order).
+#[inline(always)]
+fn epilogue_impl<T: Float>(act: Activation, bias: Option<T>, res: Option<&[T]>, o: &mut [T]) {
+    if let Some(b) = bias {
+        for v in o.iter_mut() {
+            *v = *v + b;
+        }
+    }
+    if let Some(r) = res {
+        for (v, &r) in o.iter_mut().zip(r) {
+            *v = *v + r;
+        }
+    }
+    apply_act(act, o);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn epilogue_avx512<T: Float>(act: Activation, bias: Option<T>, res: Option<&[T]>, o: &mut [T]) {
+    epilogue_impl(act, bias, res, o)
+}
+
+fn epilogue<T: Float>(
+    simd: Simd,
+    act: Activation,
+    bias: Option<T>,
+    res: Option<&[T]>,
+    o: &mut [T],
+) {
+    if bias.is_none() && res.is_none() && act == Activation::Identity {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: the CPU has AVX-512F (Simd::detect).
+        return unsafe { epilogue_avx512(act, bias, res, o) };
+    }
+    let _ = simd;
+    epilogue_impl(act, bias, res, o)
+}
+
+// ---- padded, phase-split rows (depthwise conv and pools) ----
+
+/// One input plane copied into rows with the horizontal padding materialized and split
+/// into `sw` stride phases: phase p of row y holds padded[y][j * sw + p]. The input of
+/// output column ox at tap offset t (= kj * dilation) is then phase t % sw at index
+/// ox + t / sw: a contiguous run for every stride. Row `ih` is all fill; rows outside the
+/// input read it.
+#[derive(Clone, Debug)]
+struct PhaseRows {
+    ih: usize,
+    iw: usize,
+    pad_l: usize,
+    sw: usize,
+    /// Phase length.
+    pl: usize,
+    /// Offset of each horizontal tap kj within a row (phase start + index).
+    taps: Vec<usize>,
+}
+
+/// Output columns per portable register tile; the scratch has this much slack past the
+/// last row so full tiles can always be read (the extra lanes are never stored).
+const TW: usize = 32;
+
+impl PhaseRows {
+    fn new(g: &Geom2) -> PhaseRows {
+        let w = g.w;
+        let ek = (w.kernel - 1) * w.dilation + 1;
+        // Pools in ceil mode may read past the end padding: cover every window.
+        let pw = (w.pad_begin + w.input + w.pad_end).max((w.output.max(1) - 1) * w.stride + ek);
+        let (sw, pl) = (w.stride, pw.div_ceil(w.stride));
+        PhaseRows {
+            ih: g.h.input,
+            iw: w.input,
+            pad_l: w.pad_begin,
+            sw,
+            pl,
+            taps: (0..w.kernel)
+                .map(|kj| {
+                    let t = kj * w.dilation;
+                    (t % sw) * pl + t / sw
+                })
+                .collect(),
+        }
+    }
+    /// Rows plus the fill row.
+    fn len(&self) -> usize {
+        (self.ih + 1) * self.sw * self.pl
+    }
+    /// Scratch length: rows plus tile slack.
+    fn scratch_len(&self) -> usize {
+        self.len() + TW
+    }
+    /// Start of row `iy` (the fill row when outside the input).
+    #[inline(always)]
+    fn row(&self, iy: isize) -> usize {
+        let r = if iy >= 0 && (iy as usize) < self.ih {
+            iy as usize
+        } else {
+            self.ih
+        };
+        r * self.sw * self.pl
+    }
+    fn fill<T: Copy>(&self, x: &[T], fill: T, buf: &mut [T]) {
+        let (sw, pl, iw, pad_l) = (self.sw, self.pl, self.iw, self.pad_l);
+        for (y, rows) in buf[..self.len()].chunks_mut(sw * pl).enumerate() {
+            if y == self.ih {
+                rows.fill(fill);
+                break;
+            }
+            let src = &x[y * iw..][..iw];
+            if sw == 1 {
+                rows[..pad_l].fill(fill);
+                rows[pad_l..pad_l + iw].copy_from_slice(src);
+                rows[pad_l + iw..].fill(fill);
+            } else if sw == 2 {
+                // De-interleave column pairs: even columns go to phase pad_l % 2.
+                rows.fill(fill);
+                let (a, b) = rows.split_at_mut(pl);
+                let (ev, od) = if pad_l % 2 == 0 { (a, b) } else { (b, a) };
+                let pairs = iw / 2;
+                let ev = &mut ev[pad_l / 2..][..pairs + iw % 2];
+                let od = &mut od[pad_l.div_ceil(2)..][..pairs];
+                for ((e, o), c) in ev.iter_mut().zip(od.iter_mut()).zip(src.chunks_exact(2)) {
+                    *e = c[0];
+                    *o = c[1];
+                }
+                if iw % 2 == 1 {
+                    ev[pairs] = src[iw - 1];
+                }
+            } else {
+                rows.fill(fill);
+                for p in 0..sw {
+                    // First input column landing in phase p, and its index there.
+                    let xx0 = (p + sw - pad_l % sw) % sw;
+                    let j0 = (xx0 + pad_l) / sw;
+                    let src = src.get(xx0..).unwrap_or(&[]);
+                    for (d, &v) in rows[p * pl + j0..].iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits `planes` planes of `plane` elements (each `work` flops) into tasks for the
+/// pool's threads; 1 = run on the calling thread.
+fn plane_tasks(threads: usize, planes: usize, work: usize) -> usize {
+    const MIN_TASK_WORK: usize = 1 << 16;
+    if threads <= 1 || planes <= 1 {
+        return 1;
+    }
+    let by_work = (planes * work / MIN_TASK_WORK).max(1);
+    by_work.min(planes).min(threads * 4)
+}
+
+/// Runs `f(first_plane, planes_out, scratch)` over `out` split into plane ranges, in
+/// parallel when `tasks > 1`; each task gets its own scratch of `scratch_len` elements.
+fn for_planes<T: Float + Send + Sync>(
+    out: &mut [T],
+    plane: usize,
+    tasks: usize,
+    scratch_len: usize,
+    fill: T,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) {
+    let planes = out.len() / plane.max(1);
+    if plane == 0 || planes == 0 {
+        return;
+    }
+    if tasks <= 1 {
+        let mut buf = vec![fill; scratch_len];
+        f(0, out, &mut buf);
+        return;
+    }
+    let per = planes.div_ceil(tasks);
+    out.par_chunks_mut(per * plane)
+        .enumerate()
+        .for_each(|(t, o)| {
+            let mut buf = vec![fill; scratch_len];
+            f(t * per, o, &mut buf);
+        });
+}
+
+// ---- depthwise ----
+
+/// One depthwise output plane: `o = conv(plane) + bias`, portable loops (one pass over
+/// the output row per tap).
+#[inline(always)]
+fn dw_plane_impl<T: Float, const FMA: bool>(
+    g: &Geom2,
+    pr: &PhaseRows,
+    buf: &[T],
+    wk: &[T],
+    bias: T,
+    o: &mut [T],
+) {
+    let (hg, wg) = (g.h, g.w);
+    let ow = wg.output;
+    for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+        for ox in (0..ow).step_by(TW) {
+            let mut acc = [bias; TW];
+            for ki in 0..hg.kernel {
+                let iy = (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
+                if iy < 0 || iy as usize >= hg.input {
+                    continue;
+                }
+                let base = pr.row(iy) + ox;
+                for (kj, &t) in pr.taps.iter().enumerate() {
+                    let src: &[T; TW] = buf[base + t..][..TW].try_into().expect("TW");
+                    let w = wk[ki * wg.kernel + kj];
+                    for (a, &s) in acc.iter_mut().zip(src) {
+                        *a = madd::<T, FMA>(s, w, *a);
+                    }
+                }
+            }
+            let n = (ow - ox).min(TW);
+            orow[ox..ox + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dw_plane_fma<T: Float>(g: &Geom2, pr: &PhaseRows, buf: &[T], wk: &[T], bias: T, o: &mut [T]) {
+    dw_plane_impl::<T, true>(g, pr, buf, wk, bias, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! f32 AVX-512 tiles: up to 4 output rows x 16 columns accumulate in registers over
+    //! every tap, then get the epilogue and one masked store.
+    use super::{Geom2, PhaseRows};
+    use crate::ops::Activation;
+    use std::arch::x86_64::*;
+
+    /// The activation on 16 lanes, or `None` when it needs the scalar path (exp).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn vec_act(act: Activation, v: __m512) -> Option<__m512> {
+        let zero = _mm512_setzero_ps();
+        Some(match act {
+            Activation::Identity => v,
+            Activation::Relu => {
+                _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, zero), zero)
+            }
+            Activation::Clip { min, max } => {
+                let (lo, hi) = (min as f32, max as f32);
+                if lo.is_nan() || hi.is_nan() {
+                    return None;
+                }
+                let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+                let t = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, lo), lo);
+                _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(t, hi), hi)
+            }
+            Activation::LeakyRelu { alpha } => _mm512_mask_mov_ps(
+                v,
+                _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero),
+                _mm512_mul_ps(_mm512_set1_ps(alpha), v),
+            ),
+            Activation::HardSigmoid { alpha, beta } => {
+                let t = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(alpha), v),
+                    _mm512_set1_ps(beta),
+                );
+                // max_ps returns its second operand when the first is NaN, like f32::max.
+                _mm512_min_ps(_mm512_max_ps(t, zero), _mm512_set1_ps(1.0))
+            }
+            Activation::HardSwish => {
+                let six = _mm512_set1_ps(6.0);
+                let t = _mm512_add_ps(v, _mm512_set1_ps(3.0));
+                let t = _mm512_min_ps(_mm512_max_ps(t, zero), six);
+                _mm512_div_ps(_mm512_mul_ps(v, t), six)
+            }
+            Activation::Sigmoid | Activation::Swish => return None,
+        })
+    }
+
+    /// Whether `vec_act` handles `act`.
+    pub(super) fn act_in_tile(act: Activation) -> bool {
+        match act {
+            Activation::Clip { min, max } => !(min as f32).is_nan() && !(max as f32).is_nan(),
+            Activation::Sigmoid | Activation::Swish => false,
+            _ => true,
+        }
+    }
+
+    /// One depthwise plane. Applies the residual and, when `act_in_tile(act)`, the
+    /// activation; otherwise the caller applies it.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn dw_plane(
+        g: &Geom2,
+        pr: &PhaseRows,
+        buf: &[f32],
+        wk: &[f32],
+        bias: f32,
+        act: Activation,
+        res: Option<&[f32]>,
+        o: &mut [f32],
+    ) {
+        let (oh, ow) = (g.h.output, g.w.output);
+        assert!(o.len() >= oh * ow && buf.len() >= pr.len() && wk.len() >= g.h.kernel * g.w.kernel);
+        assert!(pr.taps.len() == g.w.kernel);
+        assert!(res.is_none_or(|r| r.len() >= oh * ow));
+        let mut oy = 0;
+        while oy < oh {
+            let nr = (oh - oy).min(4);
+            let mut ox = 0;
+            while ox < ow {
+                let n = (ow - ox).min(16);
+                let m = (((1u32 << n) - 1) & 0xffff) as __mmask16;
+                // SAFETY: bounds asserted above; every load and store is masked to the
+                // valid lanes, which lie inside the row (see PhaseRows).
+                unsafe {
+                    match nr {
+                        4 => tile::<4>(g, pr, buf, wk, bias, act, res, o, oy, ox, m),
+                        3 => tile::<3>(g, pr, buf, wk, bias, act, res, o, oy, ox, m),
+                        2 => tile::<2>(g, pr, buf, wk, bias, act, res, o, oy, ox, m),
+                        _ => tile::<1>(g, pr, buf, wk, bias, act, res, o, oy, ox, m),
+                    }
+                }
+                ox += n;
+            }
+            oy += nr;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize>(
+        g: &Geom2,
+        pr: &PhaseRows,
+        buf: &[f32],
+        wk: &[f32],
+        bias: f32,
+        act: Activation,
+        res: Option<&[f32]>,
+        o: &mut [f32],
+        oy: usize,
+        ox: usize,
+        m: __mmask16,
+    ) {
+        let (hg, wg) = (g.h, g.w);
+        let bp = buf.as_ptr();
+        let mut acc = [_mm512_set1_ps(bias); R];
+        for ki in 0..hg.kernel {
+            let mut rows = [0usize; R];
+            for (r, row) in rows.iter_mut().enumerate() {
+                let iy = ((oy + r) * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
+                *row = pr.row(iy) + ox;
+            }
+            for (kj, &off) in pr.taps.iter().enumerate() {
+                // SAFETY: ki * kw + kj < kh * kw (asserted by the caller).
+                let w = _mm512_set1_ps(unsafe { *wk.get_unchecked(ki * wg.kernel + kj) });
+                for r in 0..R {
+                    // SAFETY: valid lanes index inside buf (caller's contract).
+                    let x = unsafe { _mm512_maskz_loadu_ps(m, bp.add(rows[r] + off)) };
+                    acc[r] = _mm512_fmadd_ps(x, w, acc[r]);
+                }
+            }
+        }
+        let ow = wg.output;
+        for (r, a) in acc.iter().enumerate() {
+            let idx = (oy + r) * ow + ox;
+            let mut v = *a;
+            if let Some(res) = res {
+                // SAFETY: idx + valid lanes < oh * ow <= res.len().
+                v = _mm512_add_ps(v, unsafe {
+                    _mm512_maskz_loadu_ps(m, res.as_ptr().add(idx))
+                });
+            }
+            let v = vec_act(act, v).unwrap_or(v);
+            // SAFETY: as for res.
+            unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add(idx), m, v) };
+        }
+    }
+}
+
+// ---- Conv / FusedConv ----
+
 #[derive(Debug)]
 struct ConvKernel {
     dtype: DType,
@@ -57,6 +560,11 @@ struct ConvKernel {
     /// Pointwise conv: the input plane is the im2col matrix.
     pointwise: bool,
     depthwise: bool,
+    /// Fused epilogue (`FusedConv`); Identity / false for a plain Conv.
+    act: Activation,
+    /// Input 3 is added to the output before the activation.
+    residual: bool,
+    simd: Simd,
 }
 
 impl ConvKernel {
@@ -67,58 +575,27 @@ impl ConvKernel {
         self.g.h.output * self.g.w.output
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_t<T: Float + Send + Sync + 'static>(
         &self,
         ctx: &mut KernelCtx,
         x: &[T],
         w: &[T],
         bias: Option<&[T]>,
+        res: Option<&[T]>,
         out: &mut [T],
     ) -> Result<()> {
-        let (hg, wg) = (self.g.h, self.g.w);
-        let (ih, iw, oh, ow) = (hg.input, wg.input, hg.output, wg.output);
+        if self.depthwise {
+            self.run_depthwise(ctx.threads, x, w, bias, res, out);
+            return Ok(());
+        }
+        let (ih, iw) = (self.g.h.input, self.g.w.input);
         let in_plane = ih * iw;
         let op = self.out_plane();
         let cpg = self.c / self.group;
         let mpg = self.m / self.group;
         let kk = self.col_rows();
-        // Output starts as the bias (or zero) so gemm can accumulate into it.
-        for (i, o) in out.chunks_mut(op).enumerate() {
-            let v = bias.map_or(T::ZERO, |b| b[i % self.m]);
-            o.fill(v);
-        }
-        if self.depthwise {
-            let (kh, kw) = (hg.kernel, wg.kernel);
-            let planes = out
-                .par_chunks_mut(op)
-                .with_min_len((PAR_MIN_ELEMS / op.max(1)).max(1));
-            planes.enumerate().for_each(|(pi, o)| {
-                let ch = pi % self.m;
-                let ci = ch / mpg;
-                let xin = &x[(pi / self.m * self.c + ci) * in_plane..][..in_plane];
-                let wk = &w[ch * kh * kw..][..kh * kw];
-                for oy in 0..oh {
-                    for ki in 0..kh {
-                        let iy =
-                            (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
-                        if iy < 0 || iy >= ih as isize {
-                            continue;
-                        }
-                        let row = &xin[iy as usize * iw..][..iw];
-                        let orow = &mut o[oy * ow..][..ow];
-                        for kj in 0..kw {
-                            let wv = wk[ki * kw + kj];
-                            let off = (kj * wg.dilation) as isize - wg.pad_begin as isize;
-                            for (ox, ov) in orow.iter_mut().enumerate() {
-                                let ix = (ox * wg.stride) as isize + off;
-                                if ix >= 0 && (ix as usize) < iw {
-                                    *ov = *ov + wv * row[ix as usize];
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+        if op == 0 {
             return Ok(());
         }
         let col: &mut [T] = if self.pointwise {
@@ -136,7 +613,8 @@ impl ConvKernel {
                     im2col(xg, col, cpg, self.g);
                     col
                 };
-                let dst = &mut out[(b * self.m + g * mpg) * op..][..mpg * op];
+                let first = (b * self.m + g * mpg) * op;
+                let dst = &mut out[first..][..mpg * op];
                 let wg_ = &w[g * mpg * kk..][..mpg * kk];
                 let s = GemmShape {
                     m: mpg,
@@ -148,22 +626,111 @@ impl ConvKernel {
                     b_cs: 1,
                     dst_rs: op as isize,
                 };
-                // SAFETY: slices above have exactly the extents the shape describes.
-                unsafe {
-                    gemm_float(
-                        s,
-                        dst.as_mut_ptr(),
-                        wg_.as_ptr(),
-                        rhs.as_ptr(),
-                        true,
-                        T::ONE,
-                        T::ONE,
-                        ctx.threads,
-                    )
+                if kk == 0 {
+                    dst.fill(T::ZERO);
+                } else {
+                    // SAFETY: slices above have exactly the extents the shape describes.
+                    unsafe {
+                        gemm_float(
+                            s,
+                            dst.as_mut_ptr(),
+                            wg_.as_ptr(),
+                            rhs.as_ptr(),
+                            false,
+                            T::ZERO,
+                            T::ONE,
+                            ctx.threads,
+                        )
+                    };
+                }
+                // Bias, residual and activation per output-channel row, right after the
+                // gemm while the block is still in cache.
+                let res = res.map(|r| &r[first..][..mpg * op]);
+                let row = |c: usize, o: &mut [T]| {
+                    let bv = bias.map(|bv| bv[(g * mpg + c) % self.m]);
+                    epilogue(self.simd, self.act, bv, res.map(|r| &r[c * op..][..op]), o);
                 };
+                let tasks = plane_tasks(ctx.threads, mpg, op);
+                if tasks <= 1 {
+                    dst.chunks_mut(op).enumerate().for_each(|(c, o)| row(c, o));
+                } else {
+                    dst.par_chunks_mut(op)
+                        .with_min_len(mpg.div_ceil(tasks))
+                        .enumerate()
+                        .for_each(|(c, o)| row(c, o));
+                }
             }
         }
         Ok(())
+    }
+
+    fn run_depthwise<T: Float + Send + Sync + 'static>(
+        &self,
+        threads: usize,
+        x: &[T],
+        w: &[T],
+        bias: Option<&[T]>,
+        res: Option<&[T]>,
+        out: &mut [T],
+    ) {
+        let g = self.g;
+        let pr = PhaseRows::new(&g);
+        let op = self.out_plane();
+        let in_plane = g.h.input * g.w.input;
+        let kk = g.h.kernel * g.w.kernel;
+        let mult = self.m / self.c;
+        let tasks = plane_tasks(threads, self.n * self.m, op * kk);
+        for_planes(
+            out,
+            op,
+            tasks,
+            pr.scratch_len(),
+            T::ZERO,
+            |first, o, buf| {
+                for (k, o) in o.chunks_mut(op).enumerate() {
+                    let pi = first + k;
+                    let (b, ch) = (pi / self.m, pi % self.m);
+                    let xin = &x[(b * self.c + ch / mult) * in_plane..][..in_plane];
+                    pr.fill(xin, T::ZERO, buf);
+                    let bv = bias.map_or(T::ZERO, |b| b[ch]);
+                    let wk = &w[ch * kk..][..kk];
+                    let r = res.map(|r| &r[pi * op..][..op]);
+                    self.dw_plane(&pr, buf, wk, bv, r, o);
+                }
+            },
+        );
+    }
+
+    /// One depthwise plane with its epilogue.
+    fn dw_plane<T: Float + 'static>(
+        &self,
+        pr: &PhaseRows,
+        buf: &[T],
+        wk: &[T],
+        bias: T,
+        res: Option<&[T]>,
+        o: &mut [T],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd == Simd::Avx512
+            && let (Some(buf), Some(wk), Some(o)) = (as_f32(buf), as_f32(wk), as_f32_mut(o))
+        {
+            let res = res.and_then(as_f32);
+            let bias = <f32 as Datum>::from_f64(Datum::to_f64(bias));
+            // SAFETY: the CPU has AVX-512F (Simd::detect).
+            unsafe { avx512::dw_plane(&self.g, pr, buf, wk, bias, self.act, res, o) };
+            if !avx512::act_in_tile(self.act) {
+                epilogue(self.simd, self.act, None, None, o);
+            }
+            return;
+        }
+        match self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (Simd::detect).
+            Simd::Fma | Simd::Avx512 => unsafe { dw_plane_fma(&self.g, pr, buf, wk, bias, o) },
+            _ => dw_plane_impl::<T, false>(&self.g, pr, buf, wk, bias, o),
+        }
+        epilogue(self.simd, self.act, None, res, o);
     }
 }
 
@@ -229,42 +796,40 @@ impl Kernel for ConvKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
+        fn go<T: Float + Send + Sync + 'static>(
+            k: &ConvKernel,
+            ctx: &mut KernelCtx,
+            inputs: &[TensorView],
+            outputs: &mut [TensorViewMut],
+        ) -> Result<()> {
+            let bias = if k.has_bias {
+                Some(inputs[2].as_slice::<T>()?)
+            } else {
+                None
+            };
+            let res = if k.residual {
+                Some(inputs[3].as_slice::<T>()?)
+            } else {
+                None
+            };
+            k.run_t::<T>(
+                ctx,
+                inputs[0].as_slice()?,
+                inputs[1].as_slice()?,
+                bias,
+                res,
+                outputs[0].as_slice_mut()?,
+            )
+        }
         match self.dtype {
-            DType::F32 => {
-                let bias = if self.has_bias {
-                    Some(inputs[2].as_slice::<f32>()?)
-                } else {
-                    None
-                };
-                self.run_t::<f32>(
-                    ctx,
-                    inputs[0].as_slice()?,
-                    inputs[1].as_slice()?,
-                    bias,
-                    outputs[0].as_slice_mut()?,
-                )
-            }
-            DType::F64 => {
-                let bias = if self.has_bias {
-                    Some(inputs[2].as_slice::<f64>()?)
-                } else {
-                    None
-                };
-                self.run_t::<f64>(
-                    ctx,
-                    inputs[0].as_slice()?,
-                    inputs[1].as_slice()?,
-                    bias,
-                    outputs[0].as_slice_mut()?,
-                )
-            }
+            DType::F32 => go::<f32>(self, ctx, inputs, outputs),
+            DType::F64 => go::<f64>(self, ctx, inputs, outputs),
             d => Err(Error::unsupported(format!("Conv on {d} tensors on CPU"))),
         }
     }
 }
 
-fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    let c = op_as::<Conv>(op)?;
+fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
     let x = concrete(&inputs[0])?;
     let w = concrete(&inputs[1])?;
     let geo = geometry(
@@ -284,7 +849,7 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
         && g.w.stride == 1
         && g.h.pad_begin + g.h.pad_end + g.w.pad_begin + g.w.pad_end == 0;
     let depthwise = group > 1 && group == x[1] && w[1] == 1;
-    Ok(Box::new(ConvKernel {
+    Ok(ConvKernel {
         dtype: inputs[0].dtype,
         n: x[0],
         c: x[1],
@@ -294,95 +859,155 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
         has_bias: inputs.len() > 2,
         pointwise,
         depthwise,
-    }))
+        act: Activation::Identity,
+        residual: false,
+        simd: Simd::detect(),
+    })
 }
+
+fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(conv_kernel(op_as::<Conv>(op)?, inputs)?))
+}
+
+fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let f = op_as::<FusedConv>(op)?;
+    let mut k = conv_kernel(&f.conv, &inputs[..3])?;
+    k.act = f.act;
+    k.residual = f.residual;
+    Ok(Box::new(k))
+}
+
+// ---- pools ----
 
 #[derive(Debug)]
 struct PoolKernel {
     dtype: DType,
     kind: PoolKind,
     g: Geom2,
+    /// Per-axis window counts for the average divisor (valid or padded positions, per
+    /// count_include_pad): the divisor of (oy, ox) is rows[oy] * cols[ox].
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    simd: Simd,
+}
+
+/// Per-output window counts along one axis: positions inside the input, or (with
+/// `include_pad`) inside the explicitly padded area (positions past it, in ceil mode,
+/// never count).
+fn window_counts(a: &AxisGeom, include_pad: bool) -> Vec<usize> {
+    (0..a.output)
+        .map(|o| {
+            (0..a.kernel)
+                .filter(|k| {
+                    let i = (o * a.stride + k * a.dilation) as isize - a.pad_begin as isize;
+                    if include_pad {
+                        i < (a.input + a.pad_end) as isize
+                    } else {
+                        i >= 0 && i < a.input as isize
+                    }
+                })
+                .count()
+        })
+        .collect()
+}
+
+/// One pooled plane from its padded rows; the same order of operations as the per-
+/// element reference (taps in row-major order; NaN wins a max).
+#[inline(always)]
+fn pool_plane_impl<T: Float>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mut [T]) {
+    if k.kind == PoolKind::Max {
+        pool_tiles::<T, true>(k, pr, buf, o)
+    } else {
+        pool_tiles::<T, false>(k, pr, buf, o);
+        let ow = k.g.w.output;
+        for (orow, &rn) in o.chunks_exact_mut(ow).zip(&k.rows) {
+            for (a, &cn) in orow.iter_mut().zip(&k.cols) {
+                let d = rn * cn;
+                *a = if d == 0 {
+                    T::ZERO
+                } else {
+                    *a / <T as Datum>::from_f64(d as f64)
+                };
+            }
+        }
+    }
+}
+
+/// Max (or sum) over the window of every output, `TW` columns at a time in registers.
+#[inline(always)]
+fn pool_tiles<T: Float, const MAX: bool>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mut [T]) {
+    let (hg, wg) = (k.g.h, k.g.w);
+    let ow = wg.output;
+    let init = if MAX { T::neg_infinity() } else { T::ZERO };
+    for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+        for ox in (0..ow).step_by(TW) {
+            let mut acc = [init; TW];
+            for ki in 0..hg.kernel {
+                let iy = (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
+                if iy < 0 || iy as usize >= hg.input {
+                    continue;
+                }
+                let base = pr.row(iy) + ox;
+                for &t in &pr.taps {
+                    let src: &[T; TW] = buf[base + t..][..TW].try_into().expect("TW");
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a = if MAX {
+                            if v > *a || v.is_nan() { v } else { *a }
+                        } else {
+                            *a + v
+                        };
+                    }
+                }
+            }
+            let n = (ow - ox).min(TW);
+            orow[ox..ox + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn pool_plane_avx512<T: Float>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mut [T]) {
+    pool_plane_impl(k, pr, buf, o)
 }
 
 impl PoolKernel {
-    fn run_t<T: Float + Send + Sync>(&self, x: &[T], out: &mut [T]) {
-        let (hg, wg) = (self.g.h, self.g.w);
-        let (ih, iw, oh, ow) = (hg.input, wg.input, hg.output, wg.output);
-        let plane = |p: usize, o: &mut [T]| {
-            let xin = &x[p * ih * iw..][..ih * iw];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (mut acc, mut n, mut padded_n) = (
-                        if self.kind == PoolKind::Max {
-                            T::neg_infinity()
-                        } else {
-                            T::ZERO
-                        },
-                        0usize,
-                        0usize,
-                    );
-                    for ki in 0..hg.kernel {
-                        let iy =
-                            (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
-                        for kj in 0..wg.kernel {
-                            let ix = (ox * wg.stride + kj * wg.dilation) as isize
-                                - wg.pad_begin as isize;
-                            // Positions inside the explicitly padded area count for
-                            // count_include_pad; positions past it (ceil_mode) never do.
-                            if iy < (ih + hg.pad_end) as isize && ix < (iw + wg.pad_end) as isize {
-                                padded_n += 1;
-                            }
-                            if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
-                                continue;
-                            }
-                            let v = xin[iy as usize * iw + ix as usize];
-                            n += 1;
-                            acc = match self.kind {
-                                PoolKind::Max => {
-                                    if v > acc || v.is_nan() {
-                                        v
-                                    } else {
-                                        acc
-                                    }
-                                }
-                                PoolKind::Avg { .. } => acc + v,
-                            };
-                        }
-                    }
-                    o[oy * ow + ox] = match self.kind {
-                        PoolKind::Max => acc,
-                        PoolKind::Avg { count_include_pad } => {
-                            let d = if count_include_pad { padded_n } else { n };
-                            if d == 0 {
-                                T::ZERO
-                            } else {
-                                acc / <T as Datum>::from_f64(d as f64)
-                            }
-                        }
-                    };
-                }
-            }
+    fn run_t<T: Float + Send + Sync>(&self, threads: usize, x: &[T], out: &mut [T]) {
+        let pr = PhaseRows::new(&self.g);
+        let (ih, iw) = (self.g.h.input, self.g.w.input);
+        let op = self.g.h.output * self.g.w.output;
+        let fill = if self.kind == PoolKind::Max {
+            T::neg_infinity()
+        } else {
+            T::ZERO
         };
-        let op = oh * ow;
-        if op == 0 {
-            return;
-        }
-        out.par_chunks_mut(op)
-            .with_min_len((PAR_MIN_ELEMS / op).max(1))
-            .enumerate()
-            .for_each(|(p, o)| plane(p, o));
+        let taps = self.g.h.kernel * self.g.w.kernel;
+        let tasks = plane_tasks(threads, out.len() / op.max(1), op * taps);
+        for_planes(out, op, tasks, pr.scratch_len(), fill, |first, o, buf| {
+            for (k, o) in o.chunks_mut(op).enumerate() {
+                pr.fill(&x[(first + k) * ih * iw..][..ih * iw], fill, buf);
+                #[cfg(target_arch = "x86_64")]
+                if self.simd == Simd::Avx512 {
+                    // SAFETY: the CPU has AVX-512F (Simd::detect).
+                    unsafe { pool_plane_avx512(self, &pr, buf, o) };
+                    continue;
+                }
+                pool_plane_impl(self, &pr, buf, o);
+            }
+        });
     }
 }
 
 impl Kernel for PoolKernel {
     fn run(
         &self,
-        _: &mut KernelCtx,
+        ctx: &mut KernelCtx,
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
+        let threads = ctx.threads;
         crate::dispatch_float!(self.dtype, T => {
-            self.run_t::<T>(inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
+            self.run_t::<T>(threads, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
             Ok(())
         }, else => Err(Error::dtype("Pool", format!("{}", self.dtype))))
     }
@@ -400,12 +1025,24 @@ fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
         &p.padding,
         p.ceil_mode,
     )?;
+    let g = geom2(&geo, p.name())?;
+    let include_pad = matches!(
+        p.kind,
+        PoolKind::Avg {
+            count_include_pad: true
+        }
+    );
     Ok(Box::new(PoolKernel {
         dtype: inputs[0].dtype,
         kind: p.kind,
-        g: geom2(&geo, p.name())?,
+        g,
+        rows: window_counts(&g.h, include_pad),
+        cols: window_counts(&g.w, include_pad),
+        simd: Simd::detect(),
     }))
 }
+
+// ---- global pools ----
 
 #[derive(Debug)]
 struct GlobalPoolKernel {
@@ -458,6 +1095,7 @@ fn global_pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kerne
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<Conv>(conv);
+    r.insert::<FusedConv>(fused_conv);
     r.insert::<Pool>(pool);
     r.insert::<GlobalPool>(global_pool);
 }
@@ -466,26 +1104,27 @@ pub(crate) fn register(r: &mut KernelRegistry) {
 mod tests {
     use super::*;
     use crate::cpu::eval_op;
-    use crate::ops::Padding;
+    use crate::ops::{BinOp, Binary, Padding, Unary, UnaryOp};
     use crate::tensor::{Tensor, assert_close};
 
-    /// Direct reference convolution (NCHW, groups, dilation, explicit pads).
+    /// Direct reference convolution (NCHW, groups, dilation, explicit pads
+    /// [top, left, bottom, right]).
     #[allow(clippy::too_many_arguments)]
-    fn reference(
+    fn reference_hw(
         x: &[f32],
         xs: [usize; 4],
         w: &[f32],
         ws: [usize; 4],
         b: Option<&[f32]>,
-        s: usize,
-        d: usize,
-        p: usize,
+        s: [usize; 2],
+        d: [usize; 2],
+        p: [usize; 4],
         g: usize,
     ) -> (Vec<f32>, [usize; 4]) {
         let [n, c, h, wd] = xs;
         let [m, cg, kh, kw] = ws;
-        let oh = (h + 2 * p - ((kh - 1) * d + 1)) / s + 1;
-        let ow = (wd + 2 * p - ((kw - 1) * d + 1)) / s + 1;
+        let oh = (h + p[0] + p[2] - ((kh - 1) * d[0] + 1)) / s[0] + 1;
+        let ow = (wd + p[1] + p[3] - ((kw - 1) * d[1] + 1)) / s[1] + 1;
         let mut out = vec![0f32; n * m * oh * ow];
         let mpg = m / g;
         for bi in 0..n {
@@ -497,8 +1136,8 @@ mod tests {
                         for ci in 0..cg {
                             for ki in 0..kh {
                                 for kj in 0..kw {
-                                    let iy = (oy * s + ki * d) as isize - p as isize;
-                                    let ix = (ox * s + kj * d) as isize - p as isize;
+                                    let iy = (oy * s[0] + ki * d[0]) as isize - p[0] as isize;
+                                    let ix = (ox * s[1] + kj * d[1]) as isize - p[1] as isize;
                                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
                                     {
                                         let cin = gi * cg + ci;
@@ -514,8 +1153,43 @@ mod tests {
                 }
             }
         }
-        let _ = c;
         (out, [n, m, oh, ow])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        b: Option<&[f32]>,
+        s: usize,
+        d: usize,
+        p: usize,
+        g: usize,
+    ) -> (Vec<f32>, [usize; 4]) {
+        reference_hw(x, xs, w, ws, b, [s, s], [d, d], [p; 4], g)
+    }
+
+    /// Runs `f` once per vector level this CPU has, portable code first.
+    fn each_simd(f: impl Fn(Simd)) {
+        let real = Simd::detect();
+        let mut levels = vec![Simd::Base];
+        if real != Simd::Base {
+            levels.push(Simd::Fma);
+        }
+        if real == Simd::Avx512 {
+            levels.push(Simd::Avx512);
+        }
+        for l in levels {
+            FORCE_SIMD.with(|c| c.set(Some(l)));
+            f(l);
+            FORCE_SIMD.with(|c| c.set(None));
+        }
+    }
+
+    fn to_f64(t: &Tensor) -> Tensor {
+        Tensor::from_vec(t.shape(), t.to_f64_vec()).unwrap()
     }
 
     fn lin(n: usize, s: f32) -> Vec<f32> {
@@ -640,5 +1314,317 @@ mod tests {
         );
         let gmp = &eval_op(&GlobalPool { max: true }, &[x]).unwrap()[0];
         assert_eq!(gmp.as_slice::<f32>().unwrap(), &[9.]);
+    }
+
+    type DwCase = (
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+        usize,
+        usize,
+    );
+
+    #[test]
+    fn depthwise_fast_paths_match_reference() {
+        // (c, multiplier, kh, kw, [sh, sw], [dh, dw], [top, left, bottom, right], h, w)
+        let cases: [DwCase; 9] = [
+            (3, 1, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1], 7, 9),
+            (4, 1, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1], 9, 37),
+            (2, 1, 5, 5, [1, 1], [1, 1], [2, 2, 2, 2], 6, 21),
+            (3, 1, 5, 5, [2, 1], [1, 1], [2, 2, 2, 2], 12, 18),
+            (2, 2, 3, 3, [1, 2], [2, 1], [2, 0, 1, 3], 8, 11),
+            (2, 3, 3, 5, [3, 3], [1, 2], [0, 3, 2, 1], 10, 23),
+            (5, 1, 3, 3, [2, 2], [1, 1], [0, 0, 1, 1], 11, 5),
+            (2, 1, 1, 7, [1, 1], [1, 1], [0, 3, 0, 3], 1, 40),
+            (1, 1, 3, 3, [1, 1], [1, 1], [0, 0, 0, 0], 3, 3),
+        ];
+        each_simd(|simd| {
+            for (c, mult, kh, kw, st, dil, p, h, w) in cases {
+                let m = c * mult;
+                let xs = [2, c, h, w];
+                let ws = [m, 1, kh, kw];
+                let x = lin(xs.iter().product(), 0.1);
+                let wv = lin(ws.iter().product(), 0.05);
+                let b = lin(m, 0.3);
+                let (want, os) = reference_hw(&x, xs, &wv, ws, Some(&b), st, dil, p, c);
+                let want = Tensor::from_vec(&os, want).unwrap();
+                let op = Conv {
+                    strides: st.to_vec(),
+                    dilations: dil.to_vec(),
+                    padding: Padding::Explicit(p.to_vec()),
+                    group: c,
+                };
+                let ins = [
+                    Tensor::from_vec(&xs, x).unwrap(),
+                    Tensor::from_vec(&ws, wv).unwrap(),
+                    Tensor::from_vec(&[m], b).unwrap(),
+                ];
+                let got = &eval_op(&op, &ins).unwrap()[0];
+                assert_close(got, &want, 1e-5);
+                // f64 runs the portable path of the same level.
+                let ins64: Vec<Tensor> = ins.iter().map(to_f64).collect();
+                let got = &eval_op(&op, &ins64).unwrap()[0];
+                assert_close(got, &to_f64(&want), 1e-5);
+                let _ = simd;
+            }
+        });
+    }
+
+    fn acts() -> Vec<Activation> {
+        vec![
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Clip {
+                min: -0.5,
+                max: f64::INFINITY,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::HardSwish,
+            Activation::Sigmoid,
+            Activation::Swish,
+        ]
+    }
+
+    fn unary_of(a: Activation) -> Option<UnaryOp> {
+        Some(match a {
+            Activation::Identity => return None,
+            Activation::Relu => UnaryOp::Relu,
+            Activation::Clip { min, max } => UnaryOp::Clip { min, max },
+            Activation::LeakyRelu { alpha } => UnaryOp::LeakyRelu { alpha },
+            Activation::HardSigmoid { alpha, beta } => UnaryOp::HardSigmoid { alpha, beta },
+            Activation::HardSwish => UnaryOp::HardSwish,
+            Activation::Sigmoid => UnaryOp::Sigmoid,
+            Activation::Swish => UnaryOp::Swish,
+        })
+    }
+
+    /// FusedConv equals Conv -> [Add residual] -> activation run op by op, bit for bit,
+    /// on every conv path (depthwise, pointwise, im2col, grouped), with and without
+    /// residual, on every vector level.
+    #[test]
+    fn fused_conv_equals_unfused_ops() {
+        // (c, m, group, k, stride, pad)
+        let convs = [
+            (4, 4, 4, 3, 1, 1),
+            (3, 6, 3, 5, 2, 2),
+            (5, 7, 1, 1, 1, 0),
+            (3, 4, 1, 3, 2, 1),
+            (4, 6, 2, 3, 1, 1),
+        ];
+        each_simd(|_| {
+            for (c, m, g, k, s, p) in convs {
+                let xs = [2, c, 9, 19];
+                let ws = [m, c / g, k, k];
+                // Values around 0 so every activation branch is taken.
+                let x = lin(xs.iter().product(), 0.37);
+                let w = lin(ws.iter().product(), 0.21);
+                let b = lin(m, 0.5);
+                let conv = Conv {
+                    strides: vec![s, s],
+                    dilations: vec![1, 1],
+                    padding: Padding::Explicit(vec![p; 4]),
+                    group: g,
+                };
+                let ins = vec![
+                    Tensor::from_vec(&xs, x).unwrap(),
+                    Tensor::from_vec(&ws, w).unwrap(),
+                    Tensor::from_vec(&[m], b).unwrap(),
+                ];
+                let y = eval_op(&conv, &ins).unwrap().remove(0);
+                let res = Tensor::from_vec(y.shape(), lin(y.len(), 0.9)).unwrap();
+                for residual in [false, true] {
+                    let sum = if residual {
+                        eval_op(&Binary::new(BinOp::Add), &[y.clone(), res.clone()])
+                            .unwrap()
+                            .remove(0)
+                    } else {
+                        y.clone()
+                    };
+                    for act in acts() {
+                        let want = match unary_of(act) {
+                            Some(u) => eval_op(&Unary::new(u), std::slice::from_ref(&sum))
+                                .unwrap()
+                                .remove(0),
+                            None => sum.clone(),
+                        };
+                        let op = FusedConv {
+                            conv: conv.clone(),
+                            act,
+                            residual,
+                        };
+                        let mut fins = ins.clone();
+                        if residual {
+                            fins.push(res.clone());
+                        }
+                        let got = eval_op(&op, &fins).unwrap().remove(0);
+                        // Exact for the piecewise-linear activations; the transcendental
+                        // ones (sigmoid, swish, hardswish) may round differently from the
+                        // vectorized unfused kernels (fastmath.rs).
+                        let exact = matches!(
+                            act,
+                            Activation::Identity | Activation::Relu | Activation::Clip { .. }
+                        );
+                        if exact {
+                            assert_eq!(
+                                got.as_slice::<f32>().unwrap(),
+                                want.as_slice::<f32>().unwrap(),
+                                "{act:?} residual {residual} conv {:?}",
+                                (c, m, g, k, s, p)
+                            );
+                        } else {
+                            assert_close(&got, &want, 1e-6);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn fused_conv_rejects_a_mismatched_residual() {
+        let op = FusedConv {
+            conv: Conv {
+                strides: vec![1, 1],
+                dilations: vec![1, 1],
+                padding: Padding::Valid,
+                group: 1,
+            },
+            act: Activation::Relu,
+            residual: true,
+        };
+        let ins = [
+            Tensor::from_vec(&[1, 1, 3, 3], vec![1f32; 9]).unwrap(),
+            Tensor::from_vec(&[1, 1, 1, 1], vec![1f32]).unwrap(),
+            Tensor::from_vec(&[1], vec![0f32]).unwrap(),
+            Tensor::from_vec(&[1, 1, 3, 1], vec![1f32; 3]).unwrap(),
+        ];
+        assert!(eval_op(&op, &ins).is_err());
+    }
+
+    /// Per-element reference pool (the kernel's former loop).
+    fn reference_pool(x: &Tensor, p: &Pool) -> Tensor {
+        let sh = x.shape();
+        let geo = geometry(
+            "t",
+            &sh[2..],
+            &p.kernel,
+            &p.strides,
+            &p.dilations,
+            &p.padding,
+            p.ceil_mode,
+        )
+        .unwrap();
+        let (hg, wg) = (geo[0], geo[1]);
+        let xv = x.as_slice::<f32>().unwrap();
+        let (ih, iw) = (hg.input, wg.input);
+        let mut out = Vec::new();
+        for pl in 0..sh[0] * sh[1] {
+            for oy in 0..hg.output {
+                for ox in 0..wg.output {
+                    let (mut acc, mut n, mut padded_n) = (
+                        if p.kind == PoolKind::Max {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        },
+                        0usize,
+                        0usize,
+                    );
+                    for ki in 0..hg.kernel {
+                        let iy =
+                            (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
+                        for kj in 0..wg.kernel {
+                            let ix = (ox * wg.stride + kj * wg.dilation) as isize
+                                - wg.pad_begin as isize;
+                            if iy < (ih + hg.pad_end) as isize && ix < (iw + wg.pad_end) as isize {
+                                padded_n += 1;
+                            }
+                            if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                                continue;
+                            }
+                            let v = xv[pl * ih * iw + iy as usize * iw + ix as usize];
+                            n += 1;
+                            acc = match p.kind {
+                                PoolKind::Max => {
+                                    if v > acc || v.is_nan() {
+                                        v
+                                    } else {
+                                        acc
+                                    }
+                                }
+                                PoolKind::Avg { .. } => acc + v,
+                            };
+                        }
+                    }
+                    out.push(match p.kind {
+                        PoolKind::Max => acc,
+                        PoolKind::Avg { count_include_pad } => {
+                            let d = if count_include_pad { padded_n } else { n };
+                            if d == 0 { 0.0 } else { acc / d as f32 }
+                        }
+                    });
+                }
+            }
+        }
+        Tensor::from_vec(&[sh[0], sh[1], hg.output, wg.output], out).unwrap()
+    }
+
+    #[test]
+    fn pool_fast_paths_match_reference() {
+        let kinds = [
+            PoolKind::Max,
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+        ];
+        // (kernel, strides, dilations, pads, ceil, h, w)
+        let cases = [
+            ([3, 3], [2, 2], [1, 1], vec![1, 1, 1, 1], false, 11, 12),
+            ([3, 3], [2, 2], [1, 1], vec![0, 0, 0, 0], true, 10, 47),
+            ([2, 2], [2, 2], [1, 1], vec![0, 0, 0, 0], false, 8, 8),
+            ([3, 2], [1, 3], [2, 1], vec![2, 0, 1, 1], true, 9, 13),
+            ([5, 5], [1, 1], [1, 1], vec![2, 2, 2, 2], false, 6, 35),
+            ([2, 3], [3, 2], [1, 1], vec![1, 2, 0, 1], true, 7, 9),
+        ];
+        each_simd(|_| {
+            for kind in kinds {
+                for (k, s, d, p, ceil, h, w) in cases.clone() {
+                    let mut xv = lin(3 * h * w, 0.3);
+                    xv[5] = f32::NAN;
+                    let x = Tensor::from_vec(&[1, 3, h, w], xv).unwrap();
+                    let op = Pool {
+                        kind,
+                        kernel: k.to_vec(),
+                        strides: s.to_vec(),
+                        dilations: d.to_vec(),
+                        padding: Padding::Explicit(p),
+                        ceil_mode: ceil,
+                    };
+                    let got = eval_op(&op, std::slice::from_ref(&x)).unwrap().remove(0);
+                    let want = reference_pool(&x, &op);
+                    assert_eq!(got.shape(), want.shape());
+                    for (a, b) in got
+                        .as_slice::<f32>()
+                        .unwrap()
+                        .iter()
+                        .zip(want.as_slice::<f32>().unwrap())
+                    {
+                        assert!(a == b || (a.is_nan() && b.is_nan()), "{op:?}: {a} vs {b}");
+                    }
+                }
+            }
+        });
     }
 }
