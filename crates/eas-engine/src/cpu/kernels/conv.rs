@@ -11,6 +11,7 @@
 //! - Max/average pools use the same padded-row scheme (fill -inf for max).
 
 use super::PAR_MIN_ELEMS;
+use crate::cpu::gemm as sg;
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::matmul::{GemmShape, gemm_float};
 use crate::cpu::registry::KernelRegistry;
@@ -565,9 +566,21 @@ struct ConvKernel {
     /// Input 3 is added to the output before the activation.
     residual: bool,
     simd: Simd,
+    /// f32 weights packed once at plan time, one per group (empty: pack per call).
+    packed_w: Vec<sg::PackedA>,
+    /// Scratch the packed GEMM needs after the im2col buffer.
+    gemm_scratch: usize,
 }
 
 impl ConvKernel {
+    /// im2col buffer bytes, rounded so the GEMM's scratch after it starts aligned.
+    fn col_bytes(&self) -> usize {
+        if self.pointwise || self.depthwise {
+            0
+        } else {
+            (self.col_rows() * self.out_plane() * self.dtype.size()).next_multiple_of(64)
+        }
+    }
     fn col_rows(&self) -> usize {
         (self.c / self.group) * self.g.h.kernel * self.g.w.kernel
     }
@@ -598,10 +611,11 @@ impl ConvKernel {
         if op == 0 {
             return Ok(());
         }
+        let (col_scratch, gemm_scratch) = ctx.scratch.split_at_mut(self.col_bytes());
         let col: &mut [T] = if self.pointwise {
             &mut []
         } else {
-            let bytes = &mut ctx.scratch[..kk * op * std::mem::size_of::<T>()];
+            let bytes = &mut col_scratch[..kk * op * std::mem::size_of::<T>()];
             crate::tensor::bytes_as_mut::<T>(bytes)
         };
         for b in 0..self.n {
@@ -628,6 +642,28 @@ impl ConvKernel {
                 };
                 if kk == 0 {
                     dst.fill(T::ZERO);
+                } else if let Some(pw) = self.packed_w.get(g) {
+                    // Packed weights exist only for f32 kernels, so T is f32 here.
+                    debug_assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>());
+                    // SAFETY: rhs is a kk x op row-major matrix, dst an mpg x op one; T = f32.
+                    unsafe {
+                        sg::sgemm(
+                            mpg,
+                            op,
+                            kk,
+                            sg::Operand::Packed(pw),
+                            sg::Operand::Strided(sg::Strided {
+                                ptr: rhs.as_ptr() as *const f32,
+                                rs: op as isize,
+                                cs: 1,
+                            }),
+                            dst.as_mut_ptr() as *mut f32,
+                            op as isize,
+                            &sg::Epilogue::default(),
+                            &mut gemm_scratch[..self.gemm_scratch],
+                            ctx.threads,
+                        )?
+                    };
                 } else {
                     // SAFETY: slices above have exactly the extents the shape describes.
                     unsafe {
@@ -784,11 +820,7 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
 
 impl Kernel for ConvKernel {
     fn scratch_bytes(&self) -> usize {
-        if self.pointwise || self.depthwise {
-            0
-        } else {
-            self.col_rows() * self.out_plane() * self.dtype.size()
-        }
+        self.col_bytes() + self.gemm_scratch
     }
     fn run(
         &self,
@@ -849,7 +881,7 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         && g.w.stride == 1
         && g.h.pad_begin + g.h.pad_end + g.w.pad_begin + g.w.pad_end == 0;
     let depthwise = group > 1 && group == x[1] && w[1] == 1;
-    Ok(ConvKernel {
+    let mut k = ConvKernel {
         dtype: inputs[0].dtype,
         n: x[0],
         c: x[1],
@@ -862,7 +894,22 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         act: Activation::Identity,
         residual: false,
         simd: Simd::detect(),
-    })
+        packed_w: Vec::new(),
+        gemm_scratch: 0,
+    };
+    // Constant f32 weights: pack them for the GEMM once, here, instead of on every call.
+    if let (DType::F32, false, Some(wt)) = (k.dtype, k.depthwise, inputs[1].konst.as_ref()) {
+        let (mpg, kk, op) = (k.m / k.group, k.col_rows(), k.out_plane());
+        if mpg > 0 && kk > 0 && op > 0 {
+            let wv = wt.as_slice::<f32>()?;
+            k.packed_w = (0..k.group)
+                .map(|g| sg::PackedA::new(&wv[g * mpg * kk..][..mpg * kk], mpg, kk, kk, 1))
+                .collect::<Result<_>>()?;
+            k.gemm_scratch =
+                sg::scratch_bytes(mpg, op, kk, true, false, rayon::current_num_threads());
+        }
+    }
+    Ok(k)
 }
 
 fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
