@@ -107,6 +107,9 @@ pub trait Num: Datum {
     fn pow(self, o: Self) -> Self;
     /// Remainder with the sign of the divisor (ONNX Mod, fmod=0); 0 when dividing by zero.
     fn modulo(self, o: Self) -> Self;
+    /// Remainder with the dividend's sign (C `fmod`; ONNX Mod with fmod=1). Integer division
+    /// by zero gives 0, as `modulo` does.
+    fn fmod(self, o: Self) -> Self;
     fn negate(self) -> Self;
     fn absolute(self) -> Self;
     /// Smallest value (-inf for floats).
@@ -232,6 +235,10 @@ macro_rules! impl_float_datum {
             #[inline]
             fn pow(self, o: Self) -> Self {
                 num_traits::Float::powf(self, o)
+            }
+            #[inline]
+            fn fmod(self, o: Self) -> Self {
+                self % o
             }
             #[inline]
             fn modulo(self, o: Self) -> Self {
@@ -373,6 +380,10 @@ macro_rules! impl_int_datum {
                     };
                 }
                 self.wrapping_pow(o.min(u32::MAX as $t) as u32)
+            }
+            #[inline]
+            fn fmod(self, o: Self) -> Self {
+                if o == 0 { 0 } else { self.wrapping_rem(o) }
             }
             #[inline]
             fn modulo(self, o: Self) -> Self {

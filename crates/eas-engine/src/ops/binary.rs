@@ -18,6 +18,8 @@ pub enum BinOp {
     Min,
     /// Remainder with the divisor's sign (ONNX Mod with fmod=0).
     Mod,
+    /// Remainder with the dividend's sign (ONNX Mod with fmod=1, TF TruncateMod).
+    Fmod,
     Equal,
     Less,
     LessOrEqual,
@@ -29,7 +31,7 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    pub const ALL: [BinOp; 16] = [
+    pub const ALL: [BinOp; 17] = [
         BinOp::Add,
         BinOp::Sub,
         BinOp::Mul,
@@ -38,6 +40,7 @@ impl BinOp {
         BinOp::Max,
         BinOp::Min,
         BinOp::Mod,
+        BinOp::Fmod,
         BinOp::Equal,
         BinOp::Less,
         BinOp::LessOrEqual,
@@ -57,6 +60,7 @@ impl BinOp {
             BinOp::Max => "Max",
             BinOp::Min => "Min",
             BinOp::Mod => "Mod",
+            BinOp::Fmod => "Fmod",
             BinOp::Equal => "Equal",
             BinOp::Less => "Less",
             BinOp::LessOrEqual => "LessOrEqual",

@@ -178,6 +178,7 @@ fn arith<T: Num>(op: BinOp, p: &BroadcastPlan, a: &[T], b: &[T], o: &mut [T]) {
         BinOp::Max => p.apply(a, b, o, |x, y| x.maximum(y)),
         BinOp::Min => p.apply(a, b, o, |x, y| x.minimum(y)),
         BinOp::Mod => p.apply(a, b, o, |x, y| x.modulo(y)),
+        BinOp::Fmod => p.apply(a, b, o, |x, y| x.fmod(y)),
         _ => unreachable!("not arithmetic"),
     }
 }
@@ -306,7 +307,7 @@ mod tests {
     fn every_arith_op_on_small_case() {
         let a = t(&[4], &[1., -2., 3., 8.]);
         let b = t(&[4], &[2., 4., -3., 3.]);
-        let cases: [(BinOp, [f32; 4]); 8] = [
+        let cases: [(BinOp, [f32; 4]); 9] = [
             (BinOp::Add, [3., 2., 0., 11.]),
             (BinOp::Sub, [-1., -6., 6., 5.]),
             (BinOp::Mul, [2., -8., -9., 24.]),
@@ -315,6 +316,7 @@ mod tests {
             (BinOp::Max, [2., 4., 3., 8.]),
             (BinOp::Min, [1., -2., -3., 3.]),
             (BinOp::Mod, [1., 2., 0., 2.]),
+            (BinOp::Fmod, [1., -2., 0., 2.]),
         ];
         for (op, want) in cases {
             let c = &eval_op(&Binary::new(op), &[a.clone(), b.clone()]).unwrap()[0];

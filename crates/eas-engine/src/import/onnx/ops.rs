@@ -176,7 +176,7 @@ fn register_math(r: &mut OnnxRegistry) {
     });
     r.insert("Mod", |c| {
         if c.attr_or::<i64>("fmod", 0)? != 0 {
-            return Err(Error::unsupported("Mod with fmod=1"));
+            return binary(c, BinOp::Fmod);
         }
         binary(c, BinOp::Mod)
     });
