@@ -80,3 +80,64 @@ fn gemm_runs_allocate_only_outputs() {
         );
     }
 }
+
+#[test]
+fn conv_runs_allocate_only_outputs() {
+    use eas_engine::ops::{Activation, Conv, FusedConv, Padding};
+    // 3x3 conv (im2col + packed-weight GEMM) -> depthwise 3x3 -> fused 1x1 conv with a
+    // residual and Relu6.
+    let (c, hw) = (8, 12);
+    let conv = |group| Conv {
+        strides: vec![1, 1],
+        dilations: vec![1, 1],
+        padding: Padding::Explicit(vec![1, 1, 1, 1]),
+        group,
+    };
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::F32, &[1, c, hw, hw]));
+    let w1 = g.add_const(
+        "w1",
+        Tensor::from_vec(&[c, c, 3, 3], vals(c * c * 9, 0.01)).unwrap(),
+    );
+    let w2 = g.add_const(
+        "w2",
+        Tensor::from_vec(&[c, 1, 3, 3], vals(c * 9, 0.02)).unwrap(),
+    );
+    let w3 = g.add_const(
+        "w3",
+        Tensor::from_vec(&[c, c, 1, 1], vals(c * c, 0.03)).unwrap(),
+    );
+    let b = g.add_const("b", Tensor::from_vec(&[c], vals(c, 0.1)).unwrap());
+    let y = g.add_node1("c1", conv(1), &[x, w1, b]).unwrap();
+    let y = g.add_node1("dw", conv(c), &[y, w2, b]).unwrap();
+    let pw = Conv {
+        padding: Padding::Explicit(vec![0; 4]),
+        ..conv(1)
+    };
+    let fused = FusedConv {
+        conv: pw,
+        act: Activation::Clip { min: 0.0, max: 6.0 },
+        residual: true,
+    };
+    let z = g.add_node1("pw", fused, &[y, w3, b, x]).unwrap();
+    g.set_outputs(&[z]);
+    for threads in [1, 2] {
+        let model = CpuModel::new(
+            g.clone(),
+            CpuOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap();
+        let input = [Tensor::from_vec(&[1, c, hw, hw], vals(c * hw * hw, 0.05)).unwrap()];
+        let first = model.run(&input).unwrap();
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let second = model.run(&input).unwrap();
+        let count = ALLOCS.load(Ordering::Relaxed) - before;
+        assert_eq!(first, second);
+        assert!(
+            count <= 8,
+            "{threads} threads: a steady-state conv run made {count} allocations"
+        );
+    }
+}
