@@ -29,12 +29,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The allocation counter is process-wide and libtest runs tests in parallel: each test holds
+/// this lock so no other test's allocations land in its count.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn vals(n: usize, s: f32) -> Vec<f32> {
     (0..n).map(|i| ((i * 13 % 17) as f32 - 8.0) * s).collect()
 }
 
 #[test]
 fn gemm_runs_allocate_only_outputs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // FusedMatMul (bias + Gelu) -> MatMul with a constant weight -> Mul -> MatMul with a
     // second input (nothing constant: both operands packed per run).
     let (m, k, n) = (40, 96, 160);
@@ -83,6 +88,7 @@ fn gemm_runs_allocate_only_outputs() {
 
 #[test]
 fn conv_runs_allocate_only_outputs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use eas_engine::ops::{Activation, Conv, FusedConv, Padding};
     // 3x3 conv (im2col + packed-weight GEMM) -> depthwise 3x3 -> fused 1x1 conv with a
     // residual and Relu6.
