@@ -229,6 +229,35 @@ fn check_extent(
     }
 }
 
+fn strided(x: &[f32], rs: usize, cs: usize) -> Strided {
+    Strided {
+        ptr: x.as_ptr(),
+        rs: rs as isize,
+        cs: cs as isize,
+    }
+}
+
+/// Packs `extent` rows (A) or columns (B) of depth `k` into `width`-wide micro-panels:
+/// `pack(panel, first, count)` fills one panel.
+fn pack_panels(
+    extent: usize,
+    k: usize,
+    width: usize,
+    pack: impl Fn(&mut [f32], usize, usize),
+) -> AlignedBuf {
+    let panel = k * width;
+    let mut buf = AlignedBuf::zeros(extent.div_ceil(width) * panel);
+    for (q, dst) in buf
+        .as_mut_slice()
+        .chunks_exact_mut(panel.max(1))
+        .enumerate()
+    {
+        let first = q * width;
+        pack(dst, first, width.min(extent - first));
+    }
+    buf
+}
+
 /// The constant left operand (conv weights), packed once into MR-row micro-panels.
 #[derive(Clone, Debug)]
 pub struct PackedA {
@@ -241,22 +270,11 @@ impl PackedA {
     /// Packs the `m x k` matrix with element (i, p) at `a[i*rs + p*cs]`.
     pub fn new(a: &[f32], m: usize, k: usize, rs: usize, cs: usize) -> Result<PackedA> {
         check_extent("A", a.len(), m, k, rs, cs)?;
-        let panel = k * MR;
-        let mut buf = AlignedBuf::zeros(m.div_ceil(MR) * panel);
-        let s = Strided {
-            ptr: a.as_ptr(),
-            rs: rs as isize,
-            cs: cs as isize,
-        };
-        for (q, dst) in buf
-            .as_mut_slice()
-            .chunks_exact_mut(panel.max(1))
-            .enumerate()
-        {
-            let i0 = q * MR;
-            // SAFETY: extent checked above.
-            unsafe { pack::pack_a_panel(dst, s, i0, MR.min(m - i0), 0, k) };
-        }
+        let s = strided(a, rs, cs);
+        // SAFETY: extent checked above.
+        let buf = pack_panels(m, k, MR, |dst, i0, rows| unsafe {
+            pack::pack_a_panel(dst, s, i0, rows, 0, k)
+        });
         Ok(PackedA { m, k, buf })
     }
     pub fn rows(&self) -> usize {
@@ -279,22 +297,11 @@ impl PackedB {
     /// Packs the `k x n` matrix with element (p, j) at `b[p*rs + j*cs]`.
     pub fn new(b: &[f32], k: usize, n: usize, rs: usize, cs: usize) -> Result<PackedB> {
         check_extent("B", b.len(), k, n, rs, cs)?;
-        let panel = k * NR;
-        let mut buf = AlignedBuf::zeros(n.div_ceil(NR) * panel);
-        let s = Strided {
-            ptr: b.as_ptr(),
-            rs: rs as isize,
-            cs: cs as isize,
-        };
-        for (q, dst) in buf
-            .as_mut_slice()
-            .chunks_exact_mut(panel.max(1))
-            .enumerate()
-        {
-            let j0 = q * NR;
-            // SAFETY: extent checked above.
-            unsafe { pack::pack_b_panel(dst, s, 0, k, j0, NR.min(n - j0)) };
-        }
+        let s = strided(b, rs, cs);
+        // SAFETY: extent checked above.
+        let buf = pack_panels(n, k, NR, |dst, j0, cols| unsafe {
+            pack::pack_b_panel(dst, s, 0, k, j0, cols)
+        });
         Ok(PackedB { k, n, buf })
     }
     pub fn depth(&self) -> usize {
