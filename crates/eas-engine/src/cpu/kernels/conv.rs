@@ -324,31 +324,43 @@ fn plane_tasks(threads: usize, planes: usize, work: usize) -> usize {
 }
 
 /// Runs `f(first_plane, planes_out, scratch)` over `out` split into plane ranges, in
-/// parallel when `tasks > 1`; each task gets its own scratch of `scratch_len` elements.
+/// parallel when `tasks > 1`; each task gets its own `scratch_len` elements of `scratch`
+/// (from the plan's per-run scratch: no allocation), filled with `fill` first. Fewer tasks
+/// run when `scratch` holds less than `tasks` shares.
+#[allow(clippy::too_many_arguments)]
 fn for_planes<T: Float + Send + Sync>(
     out: &mut [T],
     plane: usize,
     tasks: usize,
+    scratch: &mut [T],
     scratch_len: usize,
     fill: T,
     f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
 ) {
     let planes = out.len() / plane.max(1);
-    if plane == 0 || planes == 0 {
+    if plane == 0 || planes == 0 || scratch_len == 0 {
         return;
     }
+    let tasks = tasks.min(scratch.len() / scratch_len).max(1);
     if tasks <= 1 {
-        let mut buf = vec![fill; scratch_len];
-        f(0, out, &mut buf);
+        let buf = &mut scratch[..scratch_len];
+        buf.fill(fill);
+        f(0, out, buf);
         return;
     }
     let per = planes.div_ceil(tasks);
     out.par_chunks_mut(per * plane)
+        .zip(scratch.par_chunks_mut(scratch_len))
         .enumerate()
-        .for_each(|(t, o)| {
-            let mut buf = vec![fill; scratch_len];
-            f(t * per, o, &mut buf);
+        .for_each(|(t, (o, buf))| {
+            buf.fill(fill);
+            f(t * per, o, buf);
         });
+}
+
+/// Scratch bytes for `for_planes` at the pool's thread count (plan time).
+fn planes_scratch_bytes(tasks: usize, scratch_len: usize, elem: usize) -> usize {
+    (tasks.max(1) * scratch_len * elem).next_multiple_of(64)
 }
 
 // ---- depthwise ----
@@ -570,6 +582,8 @@ struct ConvKernel {
     packed_w: Vec<sg::PackedA>,
     /// Scratch the packed GEMM needs after the im2col buffer.
     gemm_scratch: usize,
+    /// Depthwise: per-task padded-row buffers (`for_planes`).
+    planes_scratch: usize,
 }
 
 impl ConvKernel {
@@ -599,7 +613,7 @@ impl ConvKernel {
         out: &mut [T],
     ) -> Result<()> {
         if self.depthwise {
-            self.run_depthwise(ctx.threads, x, w, bias, res, out);
+            self.run_depthwise(ctx.threads, ctx.scratch, x, w, bias, res, out);
             return Ok(());
         }
         let (ih, iw) = (self.g.h.input, self.g.w.input);
@@ -700,9 +714,11 @@ impl ConvKernel {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_depthwise<T: Float + Send + Sync + 'static>(
         &self,
         threads: usize,
+        scratch: &mut [u8],
         x: &[T],
         w: &[T],
         bias: Option<&[T]>,
@@ -716,10 +732,12 @@ impl ConvKernel {
         let kk = g.h.kernel * g.w.kernel;
         let mult = self.m / self.c;
         let tasks = plane_tasks(threads, self.n * self.m, op * kk);
+        let scratch = crate::tensor::bytes_as_mut::<T>(scratch);
         for_planes(
             out,
             op,
             tasks,
+            scratch,
             pr.scratch_len(),
             T::ZERO,
             |first, o, buf| {
@@ -820,7 +838,7 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
 
 impl Kernel for ConvKernel {
     fn scratch_bytes(&self) -> usize {
-        self.col_bytes() + self.gemm_scratch
+        self.col_bytes() + self.gemm_scratch + self.planes_scratch
     }
     fn run(
         &self,
@@ -896,7 +914,15 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         simd: Simd::detect(),
         packed_w: Vec::new(),
         gemm_scratch: 0,
+        planes_scratch: 0,
     };
+    if k.depthwise {
+        let g = k.g;
+        let kk = g.h.kernel * g.w.kernel;
+        let tasks = plane_tasks(rayon::current_num_threads(), k.n * k.m, k.out_plane() * kk);
+        k.planes_scratch =
+            planes_scratch_bytes(tasks, PhaseRows::new(&g).scratch_len(), k.dtype.size());
+    }
     // Constant f32 weights: pack them for the GEMM once, here, instead of on every call.
     if let (DType::F32, false, Some(wt)) = (k.dtype, k.depthwise, inputs[1].konst.as_ref()) {
         let (mpg, kk, op) = (k.m / k.group, k.col_rows(), k.out_plane());
@@ -936,6 +962,8 @@ struct PoolKernel {
     rows: Vec<usize>,
     cols: Vec<usize>,
     simd: Simd,
+    /// Per-task padded-row buffers (`for_planes`), from the plan's scratch.
+    planes_scratch: usize,
 }
 
 /// Per-output window counts along one axis: positions inside the input, or (with
@@ -1019,7 +1047,13 @@ fn pool_plane_avx512<T: Float>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mu
 }
 
 impl PoolKernel {
-    fn run_t<T: Float + Send + Sync>(&self, threads: usize, x: &[T], out: &mut [T]) {
+    fn run_t<T: Float + Send + Sync>(
+        &self,
+        threads: usize,
+        scratch: &mut [u8],
+        x: &[T],
+        out: &mut [T],
+    ) {
         let pr = PhaseRows::new(&self.g);
         let (ih, iw) = (self.g.h.input, self.g.w.input);
         let op = self.g.h.output * self.g.w.output;
@@ -1030,22 +1064,34 @@ impl PoolKernel {
         };
         let taps = self.g.h.kernel * self.g.w.kernel;
         let tasks = plane_tasks(threads, out.len() / op.max(1), op * taps);
-        for_planes(out, op, tasks, pr.scratch_len(), fill, |first, o, buf| {
-            for (k, o) in o.chunks_mut(op).enumerate() {
-                pr.fill(&x[(first + k) * ih * iw..][..ih * iw], fill, buf);
-                #[cfg(target_arch = "x86_64")]
-                if self.simd == Simd::Avx512 {
-                    // SAFETY: the CPU has AVX-512F (Simd::detect).
-                    unsafe { pool_plane_avx512(self, &pr, buf, o) };
-                    continue;
+        let scratch = crate::tensor::bytes_as_mut::<T>(scratch);
+        for_planes(
+            out,
+            op,
+            tasks,
+            scratch,
+            pr.scratch_len(),
+            fill,
+            |first, o, buf| {
+                for (k, o) in o.chunks_mut(op).enumerate() {
+                    pr.fill(&x[(first + k) * ih * iw..][..ih * iw], fill, buf);
+                    #[cfg(target_arch = "x86_64")]
+                    if self.simd == Simd::Avx512 {
+                        // SAFETY: the CPU has AVX-512F (Simd::detect).
+                        unsafe { pool_plane_avx512(self, &pr, buf, o) };
+                        continue;
+                    }
+                    pool_plane_impl(self, &pr, buf, o);
                 }
-                pool_plane_impl(self, &pr, buf, o);
-            }
-        });
+            },
+        );
     }
 }
 
 impl Kernel for PoolKernel {
+    fn scratch_bytes(&self) -> usize {
+        self.planes_scratch
+    }
     fn run(
         &self,
         ctx: &mut KernelCtx,
@@ -1053,8 +1099,9 @@ impl Kernel for PoolKernel {
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
         let threads = ctx.threads;
+        let scratch = &mut *ctx.scratch;
         crate::dispatch_float!(self.dtype, T => {
-            self.run_t::<T>(threads, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
+            self.run_t::<T>(threads, scratch, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
             Ok(())
         }, else => Err(Error::dtype("Pool", format!("{}", self.dtype))))
     }
@@ -1079,13 +1126,22 @@ fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
             count_include_pad: true
         }
     );
+    let op = g.h.output * g.w.output;
+    let planes = x[..2].iter().product::<usize>();
+    let tasks = plane_tasks(
+        rayon::current_num_threads(),
+        planes,
+        op * g.h.kernel * g.w.kernel,
+    );
+    let dtype = inputs[0].dtype;
     Ok(Box::new(PoolKernel {
-        dtype: inputs[0].dtype,
+        dtype,
         kind: p.kind,
         g,
         rows: window_counts(&g.h, include_pad),
         cols: window_counts(&g.w, include_pad),
         simd: Simd::detect(),
+        planes_scratch: planes_scratch_bytes(tasks, PhaseRows::new(&g).scratch_len(), dtype.size()),
     }))
 }
 
