@@ -635,7 +635,7 @@ fn gate(
     for (x, r) in inputs.iter().zip(reference) {
         let outs = model.run_engine(x)?;
         for (k, (o, want)) in outs.iter().zip(r).enumerate() {
-            let m = compare_tensors(want, o);
+            let m = OutputAccuracy::of_tensors(want, o);
             worst[k] = Some(match worst[k].take() {
                 Some(w) => w.worst(m),
                 None => m,
@@ -656,11 +656,6 @@ fn gate(
             .map_err(|e| format!("output {:?}: {e}", a.name))
     });
     Ok((acc, verdict))
-}
-
-/// Compares one output with its reference (see [`OutputAccuracy::of_tensors`]).
-pub fn compare_tensors(reference: &ETensor, candidate: &ETensor) -> OutputAccuracy {
-    OutputAccuracy::of_tensors(reference, candidate)
 }
 
 /// The effective optimization items, as the report's `config` and a cache-key part.

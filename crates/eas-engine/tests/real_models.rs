@@ -50,20 +50,12 @@ fn shape_of(v: &serde_json::Value) -> Vec<usize> {
         .collect()
 }
 
-/// max |got - want| / max(1, max |want|).
+/// max |got - want| / max(1, max |want|): the accuracy gate's figure (infinite when the
+/// outputs cannot be compared, e.g. NaN in different places).
 fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
     assert_eq!(got.shape(), want.shape(), "output shape");
-    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
-    let mag = b.iter().fold(1f64, |m, v| m.max(v.abs()));
-    let err = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
-        .fold(
-            0f64,
-            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
-        );
-    err / mag
+    eas_engine::accuracy::OutputAccuracy::compare(&want.to_f64_vec(), &got.to_f64_vec(), false)
+        .rel_abs_error
 }
 
 #[test]

@@ -91,15 +91,11 @@ pub fn reference_outputs() -> Vec<Vec<(String, Vec<f64>)>> {
         .collect()
 }
 
-/// Max |a - b| / max(1, max |b|).
+/// Max |a - b| / max(1, max |b|): the accuracy gate's figure (infinite when `a` and `b`
+/// cannot be compared, e.g. NaN in different places).
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(1f64, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-        / m
+    eas_blade::accuracy::OutputAccuracy::compare(b, a, false).rel_abs_error
 }
 
 /// "9.35 ms" -> 9.35

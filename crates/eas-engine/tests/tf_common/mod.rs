@@ -117,14 +117,12 @@ pub fn rel_to_magnitude(got: &Tensor, want: &Tensor) -> Result<f64, String> {
             want.shape()
         ));
     }
-    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
-    let mag = w.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
-    let err = g
-        .iter()
-        .zip(&w)
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    if err.is_nan() {
-        return Err("NaN in output".into());
+    // The gate's figures (eas_engine::accuracy), here relative to the magnitude itself
+    // rather than to max(1, magnitude).
+    let m =
+        eas_engine::accuracy::OutputAccuracy::compare(&want.to_f64_vec(), &got.to_f64_vec(), false);
+    if let Some(why) = m.mismatch {
+        return Err(why);
     }
-    Ok(err / mag)
+    Ok(m.max_abs_error / m.max_abs_reference.max(1e-30))
 }
