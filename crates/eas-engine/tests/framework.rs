@@ -120,9 +120,38 @@ fn runs_with_several_shapes_and_checks_inputs() {
 }
 
 #[test]
+fn small_plans_run_on_the_callers_thread() {
+    let two = CpuModel::new(small_graph(), CpuOptions { threads: Some(2) }).unwrap();
+    let small = [f32t(&[4, 3], vec![0.5; 12])];
+    let big = [f32t(&[50_000, 3], vec![0.5; 150_000])];
+    // 12 elements: the pool hand-off would cost more than the run.
+    assert!(two.runs_inline(&small).unwrap());
+    // 150k elements: the element-wise kernels split it over the pool.
+    assert!(!two.runs_inline(&big).unwrap());
+    let one = CpuModel::new(small_graph(), CpuOptions { threads: Some(1) }).unwrap();
+    assert!(one.runs_inline(&big).unwrap());
+    // Same results whichever way the plan runs.
+    assert_eq!(two.run(&big).unwrap(), one.run(&big).unwrap());
+    assert_eq!(two.run(&small).unwrap(), one.run(&small).unwrap());
+}
+
+#[test]
 fn one_model_serves_many_threads_identically() {
-    let m =
-        std::sync::Arc::new(CpuModel::new(small_graph(), CpuOptions { threads: Some(2) }).unwrap());
+    for threads in [1, 2] {
+        serves_many_threads_identically(threads);
+    }
+}
+
+fn serves_many_threads_identically(threads: usize) {
+    let m = std::sync::Arc::new(
+        CpuModel::new(
+            small_graph(),
+            CpuOptions {
+                threads: Some(threads),
+            },
+        )
+        .unwrap(),
+    );
     let x: Vec<f32> = (0..3 * 5000)
         .map(|i| ((i * 37 % 101) as f32) / 10.0 - 5.0)
         .collect();

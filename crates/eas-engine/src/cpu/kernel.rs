@@ -74,6 +74,13 @@ pub trait Kernel: Send + Sync + Debug {
     fn scratch_bytes(&self) -> usize {
         0
     }
+    /// Rough multiply-adds per run, for kernels whose work is not told by their tensors'
+    /// sizes (a GEMM over a large constant weight with a small output). The planner runs a
+    /// plan on the caller's thread when no step is worth splitting; `None`: judge by the sizes
+    /// of the step's non-constant inputs and its outputs.
+    fn work(&self) -> Option<usize> {
+        None
+    }
     fn run(
         &self,
         ctx: &mut KernelCtx,

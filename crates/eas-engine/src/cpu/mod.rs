@@ -185,8 +185,27 @@ impl CpuModel {
     /// Runs with inputs in graph-input order; returns outputs in graph-output order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let plan = self.plan_for(inputs)?;
+        self.on_pool(&plan, |threads| plan.run(inputs, threads))
+    }
+
+    /// Whether a run with inputs like these executes on the caller's own thread rather than
+    /// on the model's pool: the model has one thread, or no step of the plan is big enough
+    /// to split. Plans for these inputs if needed.
+    pub fn runs_inline(&self, inputs: &[Tensor]) -> Result<bool> {
+        Ok(self.threads() == 1 || self.plan_for(inputs)?.serial)
+    }
+
+    /// Runs `f(threads)` where the plan should run: inline on the caller's thread when the
+    /// model has one thread or the plan is too small to split (the pool hand-off would cost
+    /// more than the run), else on the engine's pool. Concurrent callers of a one-thread model
+    /// thus run side by side, each on its own thread, as ONNX Runtime's `Run` does.
+    fn on_pool<R: Send>(&self, plan: &Plan, f: impl FnOnce(usize) -> R + Send) -> R {
         let threads = self.threads();
-        self.pool.install(|| plan.run(inputs, threads))
+        if threads == 1 || plan.serial {
+            kernels::run_inline(|| f(1))
+        } else {
+            self.pool.install(|| f(threads))
+        }
     }
 
     /// Runs with named inputs (every input exactly once); returns named outputs.
@@ -221,17 +240,17 @@ impl CpuModel {
     /// first). For `blade bench --profile`; timing each step adds a little overhead.
     pub fn profile(&self, inputs: &[Tensor], runs: usize) -> Result<Profile> {
         let plan = self.plan_for(inputs)?;
-        let threads = self.threads();
         let names: Vec<(String, &'static str, String)> = plan
             .step_names()
             .map(|(n, o, s)| (n.to_string(), o, s))
             .collect();
         let mut times = vec![std::time::Duration::ZERO; names.len()];
         // One untimed run first: first-touch page faults are not the kernels' cost.
-        self.pool.install(|| plan.run(inputs, threads))?;
+        self.on_pool(&plan, |threads| plan.run(inputs, threads))?;
         for _ in 0..runs.max(1) {
-            self.pool
-                .install(|| plan.run_timed(inputs, threads, Some(&mut times)))?;
+            self.on_pool(&plan, |threads| {
+                plan.run_timed(inputs, threads, Some(&mut times))
+            })?;
         }
         let per_run = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs.max(1) as f64;
         let mut steps: Vec<StepTime> = names

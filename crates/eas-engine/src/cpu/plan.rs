@@ -1,7 +1,9 @@
 //! Plans: a graph specialized to concrete input shapes, with kernels chosen, shape
 //! arithmetic folded, and every intermediate buffer placed in one arena by lifetime.
 
+use super::gemm::PAR_MIN_WORK;
 use super::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete};
+use super::kernels::PAR_MIN_ELEMS;
 use super::memory::{self, BufferReq};
 use super::registry::kernels;
 use crate::dtype::DType;
@@ -48,6 +50,9 @@ pub(crate) struct Plan {
     outputs: Vec<usize>,
     arena_bytes: usize,
     scratch_bytes: usize,
+    /// No step reads or writes a tensor big enough for kernels to split (`PAR_MIN_ELEMS`):
+    /// the plan runs on the caller's thread even when the pool has more.
+    pub(crate) serial: bool,
     /// Arenas returned by finished runs; a run takes one (or makes one the first time).
     arenas: Mutex<Vec<AlignedBytes>>,
 }
@@ -165,7 +170,7 @@ fn eval_with_facts(
         .collect();
     let mut ctx = KernelCtx {
         scratch: scratch.as_bytes_mut(),
-        threads: rayon::current_num_threads(),
+        threads: super::kernels::pool_threads(),
     };
     kernel.run(&mut ctx, &in_views, &mut out_views)?;
     Ok(out_tensors)
@@ -394,6 +399,17 @@ impl Plan {
             .map(|s| s.kernel.scratch_bytes())
             .max()
             .unwrap_or(0);
+        // Constant inputs are data, not work (an embedding table under a Gather); kernels
+        // whose work a constant does tell (a GEMM's weights) say so through `work`.
+        let small = |v: &usize| {
+            matches!(locs[*v], Loc::Const(_))
+                || shapes[*v].iter().product::<usize>() < PAR_MIN_ELEMS
+        };
+        let serial = steps.iter().all(|s| {
+            s.inputs.iter().all(small)
+                && s.outputs.iter().all(small)
+                && s.kernel.work().is_none_or(|w| w < PAR_MIN_WORK)
+        });
         Ok(Plan {
             signature: sig,
             keyed,
@@ -404,6 +420,7 @@ impl Plan {
             outputs: g.outputs().iter().map(|o| o.value.index()).collect(),
             arena_bytes,
             scratch_bytes: scratch_bytes.div_ceil(64) * 64,
+            serial,
             arenas: Mutex::new(Vec::new()),
         })
     }

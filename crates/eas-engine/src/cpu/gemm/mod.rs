@@ -36,7 +36,7 @@ const MC: usize = 144;
 /// NC 256 measured 10% slower).
 const NC: usize = 1024;
 /// Work (m*n*k) below which one thread does everything.
-const PAR_MIN_WORK: usize = 1 << 18;
+pub(crate) const PAR_MIN_WORK: usize = 1 << 18;
 
 /// Element-wise activation applied last. The first four run inside the kernel's store; `Map`
 /// runs on each finished tile row while it is in L1 (anything else, e.g. Gelu).

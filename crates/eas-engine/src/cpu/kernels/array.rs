@@ -123,8 +123,7 @@ impl StridedCopy {
                 }
             }
         };
-        if dst.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 && !self.outer.is_empty()
-        {
+        if dst.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 && !self.outer.is_empty() {
             let rows_per = (PAR_MIN_ELEMS / 4).div_ceil(inner).max(1);
             dst.par_chunks_mut(rows_per * inner)
                 .enumerate()
@@ -237,7 +236,7 @@ fn transpose_2d<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, co
     let chunks = dst
         .chunks_mut(plane)
         .flat_map(|p| p.chunks_mut(TILE * rows));
-    if par && rayon::current_num_threads() > 1 {
+    if par && super::pool_threads() > 1 {
         let v: Vec<&mut [T]> = chunks.collect();
         v.into_par_iter().enumerate().for_each(|(k, d)| band(k, d));
     } else {
@@ -849,7 +848,7 @@ impl PadRows {
             }
             _ => o.fill(fill),
         };
-        if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
             let rows_per = (PAR_MIN_ELEMS / 4).div_ceil(w_out).max(1);
             out.par_chunks_mut(rows_per * w_out)
                 .enumerate()

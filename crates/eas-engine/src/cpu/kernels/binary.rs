@@ -131,7 +131,7 @@ impl BroadcastPlan {
                 }
             }
         };
-        if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
             // Rows in chunks of about PAR_MIN_ELEMS / 4 elements.
             let rows_per = (PAR_MIN_ELEMS / 4).div_ceil(inner).max(1);
             if self.rows() > 1 {

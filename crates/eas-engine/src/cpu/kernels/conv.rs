@@ -825,7 +825,7 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
     };
     let rows = c * kh * kw;
     let col = &mut col[..rows * op];
-    if rows * op >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+    if rows * op >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         col.par_chunks_mut(op)
             .enumerate()
             .for_each(|(r, d)| fill_row(r, d));
@@ -919,7 +919,7 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
     if k.depthwise {
         let g = k.g;
         let kk = g.h.kernel * g.w.kernel;
-        let tasks = plane_tasks(rayon::current_num_threads(), k.n * k.m, k.out_plane() * kk);
+        let tasks = plane_tasks(super::pool_threads(), k.n * k.m, k.out_plane() * kk);
         k.planes_scratch =
             planes_scratch_bytes(tasks, PhaseRows::new(&g).scratch_len(), k.dtype.size());
     }
@@ -931,8 +931,7 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
             k.packed_w = (0..k.group)
                 .map(|g| sg::PackedA::new(&wv[g * mpg * kk..][..mpg * kk], mpg, kk, kk, 1))
                 .collect::<Result<_>>()?;
-            k.gemm_scratch =
-                sg::scratch_bytes(mpg, op, kk, true, false, rayon::current_num_threads());
+            k.gemm_scratch = sg::scratch_bytes(mpg, op, kk, true, false, super::pool_threads());
         }
     }
     Ok(k)
@@ -1128,11 +1127,7 @@ fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     );
     let op = g.h.output * g.w.output;
     let planes = x[..2].iter().product::<usize>();
-    let tasks = plane_tasks(
-        rayon::current_num_threads(),
-        planes,
-        op * g.h.kernel * g.w.kernel,
-    );
+    let tasks = plane_tasks(super::pool_threads(), planes, op * g.h.kernel * g.w.kernel);
     let dtype = inputs[0].dtype;
     Ok(Box::new(PoolKernel {
         dtype,

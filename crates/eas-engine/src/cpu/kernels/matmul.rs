@@ -293,7 +293,7 @@ fn run_gemms(
 fn gemm_scratch(dtype: DType, s: &GemmShape, elems: usize, b_packed: bool) -> usize {
     let pack = match dtype {
         DType::F32 | DType::F16 | DType::BF16 => {
-            gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, rayon::current_num_threads())
+            gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, super::pool_threads())
         }
         _ => 0,
     };
@@ -378,6 +378,9 @@ struct MatMulKernel {
 impl Kernel for MatMulKernel {
     fn scratch_bytes(&self) -> usize {
         self.scratch
+    }
+    fn work(&self) -> Option<usize> {
+        Some(self.batches.len() * self.shape.m * self.shape.n * self.shape.k)
     }
     fn run(
         &self,
@@ -501,6 +504,9 @@ struct GemmKernel {
 impl Kernel for GemmKernel {
     fn scratch_bytes(&self) -> usize {
         self.scratch
+    }
+    fn work(&self) -> Option<usize> {
+        Some(self.shape.m * self.shape.n * self.shape.k)
     }
     fn run(
         &self,
@@ -632,6 +638,9 @@ fn apply_act(op: UnaryOp, x: &mut [f32]) {
 impl Kernel for FusedMatMulKernel {
     fn scratch_bytes(&self) -> usize {
         self.scratch
+    }
+    fn work(&self) -> Option<usize> {
+        Some(self.shape.m * self.shape.n * self.shape.k)
     }
     fn run(
         &self,

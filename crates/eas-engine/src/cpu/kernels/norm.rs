@@ -110,7 +110,7 @@ fn layer_norm_t<T: Float + Send + Sync>(
             *o = (v - m) * inv * s + b;
         }
     };
-    if out.len() >= PAR_MIN_ELEMS {
+    if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         out.par_chunks_mut(n)
             .zip(x.par_chunks(n))
             .for_each(|(o, xr)| row(o, xr));
@@ -144,7 +144,7 @@ fn layer_norm_f32(
     }
     let out = out.as_slice_mut::<f32>()?;
     let eps = k.epsilon;
-    if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+    if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         let rows = (PAR_MIN_ELEMS / 4).div_ceil(n).max(1) * n;
         out.par_chunks_mut(rows)
             .zip(x.par_chunks(rows))
@@ -227,7 +227,7 @@ fn softmax_t<T: Float + Send + Sync>(k: &SoftmaxKernel, x: &[T], out: &mut [T]) 
             }
         }
     };
-    if out.len() >= PAR_MIN_ELEMS {
+    if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         out.par_chunks_mut(block)
             .zip(x.par_chunks(block))
             .for_each(|(o, xb)| run_block(o, xb));
@@ -253,7 +253,7 @@ impl Kernel for SoftmaxKernel {
             );
             let n = self.axis_len;
             let log = self.log;
-            if out.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+            if out.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
                 let rows = (PAR_MIN_ELEMS / 4).div_ceil(n).max(1) * n;
                 out.par_chunks_mut(rows)
                     .zip(x.par_chunks(rows))

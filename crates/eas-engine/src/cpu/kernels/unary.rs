@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 /// Applies `f` element-wise, in parallel chunks for large tensors.
 pub(crate) fn map<A: Copy + Sync, B: Send>(x: &[A], o: &mut [B], f: impl Fn(A) -> B + Sync) {
-    if o.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+    if o.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         let n = PAR_MIN_ELEMS / 4;
         o.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(o, x)| {
             for (o, &v) in o.iter_mut().zip(x) {
@@ -28,7 +28,7 @@ pub(crate) fn map<A: Copy + Sync, B: Send>(x: &[A], o: &mut [B], f: impl Fn(A) -
 
 /// Applies a slice function (one of `fastmath`'s), in parallel chunks for large tensors.
 fn map_slices(x: &[f32], o: &mut [f32], f: SliceFn) {
-    if o.len() >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1 {
+    if o.len() >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
         let n = PAR_MIN_ELEMS / 4;
         o.par_chunks_mut(n)
             .zip(x.par_chunks(n))
