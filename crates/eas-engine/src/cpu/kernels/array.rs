@@ -957,7 +957,43 @@ fn pad(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>
     }))
 }
 
+/// `PadsForAxes` on run-time values (a plan usually folds it: its inputs are small).
+#[derive(Debug)]
+struct PadsForAxesKernel(PadsForAxes);
+
+impl Kernel for PadsForAxesKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let ints = |v: &TensorView| -> Result<Vec<i64>> {
+            crate::dispatch_numeric!(v.dtype, T => {
+                Ok(v.as_slice::<T>()?.iter().map(|&x| crate::dtype::Datum::to_i64(x)).collect())
+            }, else => Err(Error::dtype("Pad", "bool pads or axes")))
+        };
+        let full = self.0.expand(&ints(&inputs[0])?, &ints(&inputs[1])?)?;
+        let out = outputs[0].as_slice_mut::<i64>()?;
+        if out.len() != full.len() {
+            return Err(Error::shape(
+                "Pad",
+                "pads output size differs from the plan",
+            ));
+        }
+        out.copy_from_slice(&full);
+        Ok(())
+    }
+}
+
+fn pads_for_axes(op: &dyn Op, _: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(PadsForAxesKernel(
+        op_as::<PadsForAxes>(op)?.clone(),
+    )))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<PadsForAxes>(pads_for_axes);
     r.insert::<Identity>(copy);
     r.insert::<Reshape>(copy);
     r.insert::<Flatten>(copy);

@@ -91,6 +91,12 @@ impl Kernel for ReduceKernel {
             }
             None => inputs[0].bytes,
         };
+        if self.dtype == DType::Bool {
+            // Bools are bytes 0/1: their max/min as u8 is Or/And (the op allows only those).
+            let out = crate::tensor::bytes_as_mut::<u8>(outputs[0].bytes);
+            reduce_t::<u8>(self.op, src, out, self.outer, self.red, self.inner);
+            return Ok(());
+        }
         crate::dispatch_numeric!(self.dtype, T => {
             reduce_t::<T>(self.op, crate::tensor::bytes_as::<T>(src), outputs[0].as_slice_mut::<T>()?, self.outer, self.red, self.inner);
             Ok(())

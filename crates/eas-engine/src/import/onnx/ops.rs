@@ -547,19 +547,10 @@ fn pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
         )
     } else {
         let mut p = c.input(1)?;
-        if let Some(axes) = c.const_ints(3, "axes")? {
-            // Expand per-axis pads to all axes.
-            let given = c.const_ints(1, "pads")?.unwrap_or_default();
-            if given.len() != 2 * axes.len() {
-                return Err(c.err("pads and axes lengths differ"));
-            }
-            let mut full = vec![0i64; 2 * rank];
-            for (k, &a) in axes.iter().enumerate() {
-                let a = norm_axis("Pad", a, rank)?;
-                full[a] = given[k];
-                full[a + rank] = given[k + axes.len()];
-            }
-            p = ints_const(c, full)?;
+        if let Some(axes) = c.opt_input(3) {
+            // Pads over all axes; folded here when pads and axes are constants, else when a
+            // (value-keyed) plan knows them.
+            p = c.add(PadsForAxes { rank }, &[p, axes])?;
         }
         (p, c.opt_input(2))
     };
@@ -582,9 +573,7 @@ fn padding(c: &NodeCtx, spatial: usize) -> Result<Padding> {
 }
 
 fn pool(c: &mut NodeCtx, kind: PoolKind) -> Result<Vec<ValueId>> {
-    if c.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err(Error::unsupported("MaxPool's Indices output"));
-    }
+    let indices = c.node.output.get(1).is_some_and(|o| !o.is_empty());
     let kernel: Vec<usize> = c.attr("kernel_shape")?;
     let n = kernel.len();
     let op = Pool {
@@ -595,10 +584,21 @@ fn pool(c: &mut NodeCtx, kind: PoolKind) -> Result<Vec<ValueId>> {
         ceil_mode: c.attr_or::<i64>("ceil_mode", 0)? != 0,
         kernel,
     };
-    if c.attr_or::<i64>("storage_order", 0)? != 0 {
-        return Err(Error::unsupported("MaxPool storage_order=1"));
-    }
+    // storage_order only changes the Indices output.
+    let column_major = c.attr_or::<i64>("storage_order", 0)? != 0;
     let x = c.input(0)?;
+    if indices {
+        if kind != PoolKind::Max {
+            return Err(c.err("only MaxPool has an Indices output"));
+        }
+        return c.add_multi(
+            MaxPoolWithIndices {
+                pool: op,
+                column_major,
+            },
+            &[x],
+        );
+    }
     one(c.add(op, &[x])?)
 }
 
@@ -647,11 +647,6 @@ fn register_nn(r: &mut OnnxRegistry) {
         one(c.add(GlobalPool { max: true }, &[x])?)
     });
     r.insert("BatchNormalization", |c| {
-        if c.attr_or::<i64>("training_mode", 0)? != 0
-            || c.node.output.iter().skip(1).any(|o| !o.is_empty())
-        {
-            return Err(Error::unsupported("BatchNormalization in training mode"));
-        }
         let ins = [
             c.input(0)?,
             c.input(1)?,
@@ -660,20 +655,39 @@ fn register_nn(r: &mut OnnxRegistry) {
             c.input(4)?,
         ];
         let epsilon = c.attr_or("epsilon", 1e-5f32)?;
+        // Opset 14+ says training with `training_mode`; opsets 9-13 with the extra outputs
+        // (running mean/var; opset < 9 also saved mean/var, which are not produced).
+        let extra = c.node.output.iter().skip(1).any(|o| !o.is_empty());
+        if c.attr_or::<i64>("training_mode", 0)? != 0 || extra {
+            if c.node.output.iter().skip(3).any(|o| !o.is_empty()) {
+                return Err(Error::unsupported(
+                    "BatchNormalization's saved mean/var outputs",
+                ));
+            }
+            let momentum = c.attr_or("momentum", 0.9f32)?;
+            return c.add_multi(BatchNormTraining { epsilon, momentum }, &ins);
+        }
         one(c.add(BatchNorm { epsilon }, &ins)?)
     });
     r.insert("LayerNormalization", |c| {
-        if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-            return Err(Error::unsupported(
-                "LayerNormalization's Mean/InvStdDev outputs",
-            ));
-        }
+        let stats = c.node.output.iter().skip(1).any(|o| !o.is_empty());
         let mut ins = vec![c.input(0)?, c.input(1)?];
         ins.extend(c.opt_input(2));
+        let stash = match c.attr_or::<i64>("stash_type", 1)? {
+            1 => DType::F32,
+            10 => DType::F16,
+            11 => DType::F64,
+            16 => DType::BF16,
+            t => return Err(c.err(format!("stash_type {t} is not a float type"))),
+        };
         let op = LayerNorm {
             axis: c.attr_or("axis", -1)?,
             epsilon: c.attr_or("epsilon", 1e-5f32)?,
+            stats: stats.then_some(stash),
         };
+        if stats {
+            return c.add_multi(op, &ins);
+        }
         one(c.add(op, &ins)?)
     });
     r.insert("Softmax", |c| softmax(c, false));
