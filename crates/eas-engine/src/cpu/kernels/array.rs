@@ -1313,4 +1313,17 @@ mod tests {
             assert_eq!((y.shape(), vals(y)), (&os[..], want), "{shape:?} {pads:?}");
         }
     }
+
+    #[test]
+    fn pads_for_axes_expands_to_every_axis() {
+        let op = PadsForAxes { rank: 4 };
+        let pads = Tensor::from_vec(&[4], vec![1i64, 2, 3, 4]).unwrap();
+        let axes = Tensor::from_vec(&[2], vec![-1i32, 1]).unwrap();
+        let r = eval_op(&op, &[pads.clone(), axes]).unwrap();
+        assert_eq!(r[0].to_i64_vec(), vec![0, 2, 0, 1, 0, 4, 0, 3]);
+        let twice = Tensor::from_vec(&[2], vec![1i64, -3]).unwrap();
+        assert!(eval_op(&op, &[pads.clone(), twice]).is_err());
+        let short = Tensor::from_vec(&[1], vec![0i64]).unwrap();
+        assert!(eval_op(&op, &[pads, short]).is_err());
+    }
 }

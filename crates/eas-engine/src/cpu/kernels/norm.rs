@@ -559,4 +559,61 @@ mod tests {
         .unwrap()[0];
         assert_close(y, &t(&[1, 2, 2], vec![1., 2., 0., 1.]), 1e-6);
     }
+
+    #[test]
+    fn layer_norm_stats_outputs() {
+        // Rows of 3 from axis 1 of [2, 3]; stats in f64 stash dtype, shaped [2, 1].
+        let x = t(&[2, 3], vec![1., 2., 6., -1., 0., 1.]);
+        let (w, b) = (t(&[3], vec![1.; 3]), t(&[3], vec![0.; 3]));
+        let ln = LayerNorm {
+            axis: 1,
+            epsilon: 0.5,
+            stats: Some(DType::F64),
+        };
+        let r = eval_op(&ln, &[x.clone(), w.clone(), b.clone()]).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[1].shape(), r[1].dtype()), (&[2usize, 1][..], DType::F64));
+        let (m0, v0) = (3.0, (4.0 + 1.0 + 9.0) / 3.0);
+        let (m1, v1) = (0.0, 2.0 / 3.0);
+        assert_eq!(r[1].to_f64_vec(), vec![m0, m1]);
+        let inv = r[2].to_f64_vec();
+        assert!((inv[0] - 1.0 / (v0 + 0.5f64).sqrt()).abs() < 1e-12);
+        assert!((inv[1] - 1.0 / (v1 + 0.5f64).sqrt()).abs() < 1e-12);
+        // Y is the plain op's.
+        let plain = LayerNorm { stats: None, ..ln };
+        assert_close(&r[0], &eval_op(&plain, &[x, w, b]).unwrap()[0], 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_training_uses_batch_statistics() {
+        // N=2, C=2, 2 elements per channel and image.
+        let x = t(&[2, 2, 2], vec![1., 3., 10., 10., 5., 7., 20., 40.]);
+        let p = |v: [f32; 2]| t(&[2], v.to_vec());
+        let ins = [x, p([1., 2.]), p([0., 1.]), p([1., 1.]), p([4., 4.])];
+        let r = eval_op(
+            &BatchNormTraining {
+                epsilon: 0.0,
+                momentum: 0.9,
+            },
+            &ins,
+        )
+        .unwrap();
+        // Channel 0: {1, 3, 5, 7}: mean 4, biased var 5; channel 1: {10, 10, 20, 40}: 20, 150.
+        let (m, v) = ([4.0f64, 20.0], [5.0f64, 150.0]);
+        let want_mean: Vec<f64> = (0..2).map(|c| 0.9 + 0.1 * m[c]).collect();
+        let want_var: Vec<f64> = (0..2).map(|c| 0.9 * 4.0 + 0.1 * v[c]).collect();
+        for (g, w) in r[1].to_f64_vec().iter().zip(&want_mean) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        for (g, w) in r[2].to_f64_vec().iter().zip(&want_var) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        let y = r[0].to_f64_vec();
+        let (sc, bi) = ([1.0, 2.0], [0.0, 1.0]);
+        for (i, xv) in [1., 3., 10., 10., 5., 7., 20., 40.].iter().enumerate() {
+            let c = (i / 2) % 2;
+            let want = (xv - m[c]) / v[c].sqrt() * sc[c] + bi[c];
+            assert!((y[i] - want).abs() < 1e-5, "{i}: {} vs {want}", y[i]);
+        }
+    }
 }

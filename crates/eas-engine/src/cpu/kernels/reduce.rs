@@ -300,4 +300,33 @@ mod tests {
         .unwrap()[0];
         assert_eq!(a.to_i64_vec(), vec![0, 1, 0]);
     }
+
+    #[test]
+    fn bool_max_and_min_are_or_and() {
+        let x = Tensor::from_vec(&[3, 2], vec![true, true, true, false, false, false]).unwrap();
+        let run = |op| {
+            let r = Reduce {
+                op,
+                axes: vec![1],
+                keepdims: false,
+                noop_with_empty_axes: false,
+            };
+            eval_op(&r, std::slice::from_ref(&x)).unwrap().remove(0)
+        };
+        assert_eq!(
+            run(ReduceOp::Max).as_slice::<bool>().unwrap(),
+            &[true, true, false]
+        );
+        assert_eq!(
+            run(ReduceOp::Min).as_slice::<bool>().unwrap(),
+            &[true, false, false]
+        );
+        let sum = Reduce {
+            op: ReduceOp::Sum,
+            axes: vec![1],
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        assert!(eval_op(&sum, std::slice::from_ref(&x)).is_err());
+    }
 }
