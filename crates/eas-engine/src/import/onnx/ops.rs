@@ -525,6 +525,50 @@ fn register_array(r: &mut OnnxRegistry) {
         one(c.add(Range, &ins)?)
     });
     r.insert("Pad", pad);
+    r.insert("CenterCropPad", center_crop_pad);
+}
+
+/// CenterCropPad as its ONNX function body: pad each listed axis (zeros, split evenly,
+/// the extra one at the end) up to the target, then slice the centered window (the extra
+/// one cropped at the end). Target sizes may arrive at run time (value-keyed plans).
+fn center_crop_pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
+    let x = c.input(0)?;
+    let rank = c.fact(x).rank();
+    let mut target = c.input(1)?;
+    if c.fact(target).dtype != DType::I64 {
+        target = c.add(Cast { to: DType::I64 }, &[target])?;
+    }
+    let axes: Vec<i64> = c.attr_or("axes", (0..rank as i64).collect())?;
+    let axes = ints_const(c, axes)?;
+    let two = c.konst(Tensor::scalar(2i64));
+    let sizes = |c: &mut NodeCtx, v: ValueId| -> Result<ValueId> {
+        let s = c.add(
+            ShapeOf {
+                start: 0,
+                end: None,
+            },
+            &[v],
+        )?;
+        c.add(Gather { axis: 0 }, &[s, axes])
+    };
+    let have = sizes(c, x)?;
+    let padded = c.add(Binary::new(BinOp::Max), &[have, target])?;
+    let amount = c.add(Binary::new(BinOp::Sub), &[padded, have])?;
+    let left = c.add(Binary::new(BinOp::Div), &[amount, two])?;
+    let right = c.add(Binary::new(BinOp::Sub), &[amount, left])?;
+    let pads = c.add(Concat { axis: 0 }, &[left, right])?;
+    let pads = c.add(PadsForAxes { rank }, &[pads, axes])?;
+    let xp = c.add(
+        Pad {
+            mode: PadMode::Constant,
+        },
+        &[x, pads],
+    )?;
+    let have = sizes(c, xp)?;
+    let diff = c.add(Binary::new(BinOp::Sub), &[have, target])?;
+    let start = c.add(Binary::new(BinOp::Div), &[diff, two])?;
+    let end = c.add(Binary::new(BinOp::Add), &[start, target])?;
+    one(c.add(Slice, &[xp, start, end, axes])?)
 }
 
 fn pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
