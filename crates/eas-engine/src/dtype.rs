@@ -379,7 +379,8 @@ macro_rules! impl_int_datum {
                         _ => 0,
                     };
                 }
-                self.wrapping_pow(o.min(u32::MAX as $t) as u32)
+                // Clamp in i128: `u32::MAX as i32` is -1, which made every i32 exponent huge.
+                self.wrapping_pow((o as i128).min(u32::MAX as i128) as u32)
             }
             #[inline]
             fn fmod(self, o: Self) -> Self {
@@ -572,6 +573,8 @@ mod tests {
         assert_eq!(Num::modulo(7i64, -3), -2);
         assert_eq!(Num::pow(2i64, 10), 1024);
         assert_eq!(Num::pow(2i64, -1), 0);
+        assert_eq!(Num::pow(2i32, 5), 32);
+        assert_eq!(Num::pow(3i8, 4), 81);
         assert_eq!(Num::add(u8::MAX, 1), 0);
     }
 

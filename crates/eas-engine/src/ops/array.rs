@@ -1010,7 +1010,68 @@ impl Op for Pad {
     crate::op_common!();
 }
 
+/// ONNX Pad's `axes` input resolved: inputs pads [begin.., end..] for the listed axes and
+/// the axes (negative counts from the end); output the int64 pads over all `rank` axes
+/// (0 on the others), as `Pad` takes them. A node of its own so that computed axes or pads
+/// become known when a value-keyed plan folds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PadsForAxes {
+    pub rank: usize,
+}
+
+impl PadsForAxes {
+    /// The full pads for `pads` given on `axes`.
+    pub fn expand(&self, pads: &[i64], axes: &[i64]) -> Result<Vec<i64>> {
+        let r = self.rank;
+        if pads.len() != 2 * axes.len() {
+            return Err(shape_err(
+                "Pad",
+                format!("pads {pads:?} need 2 entries per axis of {axes:?}"),
+            ));
+        }
+        let mut full = vec![0i64; 2 * r];
+        let mut seen = vec![false; r];
+        for (k, &a) in axes.iter().enumerate() {
+            let a = norm_axis("Pad", a, r)?;
+            if std::mem::replace(&mut seen[a], true) {
+                return Err(shape_err(
+                    "Pad",
+                    format!("axis {a} given twice in {axes:?}"),
+                ));
+            }
+            full[a] = pads[k];
+            full[a + r] = pads[k + axes.len()];
+        }
+        Ok(full)
+    }
+}
+
+impl Op for PadsForAxes {
+    fn name(&self) -> &'static str {
+        "PadsForAxes"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        expect_inputs(self.name(), inputs, 2, 2)?;
+        if inputs
+            .iter()
+            .any(|f| !f.dtype.is_integer() || f.rank() != 1)
+        {
+            return Err(Error::dtype(
+                self.name(),
+                "pads and axes must be 1-D integers",
+            ));
+        }
+        let out = Shape(vec![Dim::Known(2 * self.rank)]);
+        if let (Some(p), Some(a)) = (const_i64(inputs[0]), const_i64(inputs[1])) {
+            self.expand(&p, &a)?;
+        }
+        Ok(vec![Fact::new(DType::I64, out)])
+    }
+    crate::op_common!();
+}
+
 pub(crate) fn register(r: &mut OpRegistry) {
+    r.insert("PadsForAxes", de::<PadsForAxes>);
     r.insert("Identity", de::<Identity>);
     r.insert("Reshape", de::<Reshape>);
     r.insert("Flatten", de::<Flatten>);

@@ -1,6 +1,7 @@
 //! Convolution and pooling geometry, and the Conv op.
 
 use super::{Op, OpRegistry, de, expect_inputs};
+use crate::dtype::DType;
 use crate::ir::{Dim, Fact, Shape};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -220,7 +221,13 @@ impl Op for Pool {
     fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
         expect_inputs(self.name(), inputs, 1, 1)?;
         let x = inputs[0];
-        if x.rank() != self.kernel.len() + 2 || !x.dtype.is_float() {
+        // MaxPool takes any numeric type (ONNX: float types, int8 and uint8); averages
+        // need floats.
+        let dtype_ok = match self.kind {
+            PoolKind::Max => x.dtype != DType::Bool,
+            PoolKind::Avg { .. } => x.dtype.is_float(),
+        };
+        if x.rank() != self.kernel.len() + 2 || !dtype_ok {
             return Err(Error::shape(
                 self.name(),
                 format!(
@@ -247,6 +254,33 @@ impl Op for Pool {
             None => out.extend(std::iter::repeat_n(Dim::Unknown, self.kernel.len())),
         }
         Ok(vec![Fact::new(x.dtype, Shape(out))])
+    }
+    crate::op_common!();
+}
+
+/// MaxPool with its second output, Indices: for each output element the flat index
+/// (int64) of the input element it took, counted over the whole input N x C x D1 x ... (the
+/// plane offset included, as ONNX specifies). `column_major` is ONNX `storage_order = 1`:
+/// the index within a plane counts the spatial axes column-major (first axis fastest).
+/// Ties keep the first maximum in window order; a NaN wins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaxPoolWithIndices {
+    /// The pool; its kind must be `PoolKind::Max`.
+    pub pool: Pool,
+    pub column_major: bool,
+}
+
+impl Op for MaxPoolWithIndices {
+    fn name(&self) -> &'static str {
+        "MaxPoolWithIndices"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        if self.pool.kind != PoolKind::Max {
+            return Err(Error::invalid("MaxPoolWithIndices holds an average pool"));
+        }
+        let y = self.pool.infer(inputs)?.remove(0);
+        let ind = Fact::new(DType::I64, y.shape.clone());
+        Ok(vec![y, ind])
     }
     crate::op_common!();
 }
@@ -287,6 +321,7 @@ pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("Conv", de::<Conv>);
     r.insert("MaxPool", de::<Pool>);
     r.insert("AveragePool", de::<Pool>);
+    r.insert("MaxPoolWithIndices", de::<MaxPoolWithIndices>);
     r.insert("GlobalAveragePool", de::<GlobalPool>);
     r.insert("GlobalMaxPool", de::<GlobalPool>);
 }

@@ -29,10 +29,11 @@ pub mod unary;
 
 pub use array::{
     Cast, Concat, ConstantOfShape, Expand, Flatten, Gather, GatherElements, Identity, Pad, PadMode,
-    Range, Reshape, ShapeOf, Slice, Split, SplitSizes, Squeeze, Tile, Transpose, Unsqueeze, Where,
+    PadsForAxes, Range, Reshape, ShapeOf, Slice, Split, SplitSizes, Squeeze, Tile, Transpose,
+    Unsqueeze, Where,
 };
 pub use binary::{BinOp, Binary};
-pub use conv::{Conv, GlobalPool, Padding, Pool, PoolKind};
+pub use conv::{Conv, GlobalPool, MaxPoolWithIndices, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
 pub use fused_conv::{Activation, FusedConv};
@@ -45,7 +46,7 @@ pub use late::{LateParams, LateTemplate};
 pub use loss::{LossReduction, NllLoss};
 pub use math::{Math, MathOp};
 pub use matmul::{Gemm, MatMul};
-pub use norm::{BatchNorm, LayerNorm, Softmax};
+pub use norm::{BatchNorm, BatchNormTraining, LayerNorm, Softmax};
 pub use reduce::{ArgReduce, Reduce, ReduceOp};
 pub use resize::Resize;
 pub use rnn::{Rnn, RnnCell, RnnDirection};

@@ -1,7 +1,8 @@
 //! Normalizations and softmax.
 
 use super::{Op, OpRegistry, de, expect_inputs, norm_axis};
-use crate::ir::{Fact, Graph, NodeId, Patch};
+use crate::dtype::DType;
+use crate::ir::{Dim, Fact, Graph, NodeId, Patch, Shape};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -67,11 +68,41 @@ impl Op for BatchNorm {
     crate::op_common!();
 }
 
-/// LayerNormalization over axes [axis, rank): inputs x, scale, bias?.
+/// Training-mode BatchNormalization (ONNX `training_mode = 1`): normalizes with the batch's
+/// own per-channel mean and (biased) variance over every axis but 1. Inputs x, scale, bias,
+/// input_mean, input_var; outputs y, running_mean = input_mean * momentum + mean *
+/// (1 - momentum) and running_var likewise from the batch variance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormTraining {
+    pub epsilon: f32,
+    pub momentum: f32,
+}
+
+impl Op for BatchNormTraining {
+    fn name(&self) -> &'static str {
+        "BatchNormTraining"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        let y = BatchNorm {
+            epsilon: self.epsilon,
+        }
+        .infer(inputs)?
+        .remove(0);
+        let c = Fact::new(y.dtype, Shape(vec![y.shape.dims()[1].clone()]));
+        Ok(vec![y, c.clone(), c])
+    }
+    crate::op_common!();
+}
+
+/// LayerNormalization over axes [axis, rank): inputs x, scale, bias?. With `stats`, two
+/// more outputs of that dtype (ONNX's stash type): Mean and InvStdDev = 1 / sqrt(var + eps)
+/// of each normalized row, shaped like x with the normalized axes set to 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerNorm {
     pub axis: i64,
     pub epsilon: f32,
+    #[serde(default)]
+    pub stats: Option<DType>,
 }
 
 impl Op for LayerNorm {
@@ -85,7 +116,18 @@ impl Op for LayerNorm {
         if !x.dtype.is_float() || inputs[1..].iter().any(|f| f.dtype != x.dtype) {
             return Err(Error::dtype(self.name(), "needs float inputs of one dtype"));
         }
-        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+        let y = Fact::new(x.dtype, x.shape.clone());
+        match self.stats {
+            None => Ok(vec![y]),
+            Some(d) if d.is_float() => {
+                let a = norm_axis(self.name(), self.axis, x.rank())?;
+                let mut s = x.shape.dims().to_vec();
+                s[a..].fill(Dim::Known(1));
+                let st = Fact::new(d, Shape(s));
+                Ok(vec![y, st.clone(), st])
+            }
+            Some(d) => Err(Error::dtype(self.name(), format!("statistics in {d}"))),
+        }
     }
     crate::op_common!();
 }
@@ -117,6 +159,7 @@ impl Op for Softmax {
 
 pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("BatchNormalization", de::<BatchNorm>);
+    r.insert("BatchNormTraining", de::<BatchNormTraining>);
     r.insert("LayerNormalization", de::<LayerNorm>);
     r.insert("Softmax", de::<Softmax>);
     r.insert("LogSoftmax", de::<Softmax>);

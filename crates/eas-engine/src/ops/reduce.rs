@@ -100,7 +100,9 @@ impl Op for Reduce {
     fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
         expect_inputs(self.name(), inputs, 1, 1)?;
         let x = inputs[0];
-        if !x.dtype.is_numeric() {
+        // Max/Min of bools are Or/And (ONNX allows bool for ReduceMax/ReduceMin).
+        let bool_ok = matches!(self.op, ReduceOp::Max | ReduceOp::Min);
+        if !(x.dtype.is_numeric() || x.dtype == DType::Bool && bool_ok) {
             return Err(Error::dtype(self.name(), "bool input"));
         }
         let axes = self.resolved_axes(x.rank())?;

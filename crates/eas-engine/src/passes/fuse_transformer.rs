@@ -393,6 +393,7 @@ impl Pass for FuseLayerNorm {
                 LayerNorm {
                     axis: -1,
                     epsilon: m.eps as f32,
+                    stats: None,
                 },
                 &inputs,
             );

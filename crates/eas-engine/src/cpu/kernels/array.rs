@@ -956,7 +956,43 @@ fn pad(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>
     }))
 }
 
+/// `PadsForAxes` on run-time values (a plan usually folds it: its inputs are small).
+#[derive(Debug)]
+struct PadsForAxesKernel(PadsForAxes);
+
+impl Kernel for PadsForAxesKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let ints = |v: &TensorView| -> Result<Vec<i64>> {
+            crate::dispatch_numeric!(v.dtype, T => {
+                Ok(v.as_slice::<T>()?.iter().map(|&x| crate::dtype::Datum::to_i64(x)).collect())
+            }, else => Err(Error::dtype("Pad", "bool pads or axes")))
+        };
+        let full = self.0.expand(&ints(&inputs[0])?, &ints(&inputs[1])?)?;
+        let out = outputs[0].as_slice_mut::<i64>()?;
+        if out.len() != full.len() {
+            return Err(Error::shape(
+                "Pad",
+                "pads output size differs from the plan",
+            ));
+        }
+        out.copy_from_slice(&full);
+        Ok(())
+    }
+}
+
+fn pads_for_axes(op: &dyn Op, _: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(PadsForAxesKernel(
+        op_as::<PadsForAxes>(op)?.clone(),
+    )))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<PadsForAxes>(pads_for_axes);
     r.insert::<Identity>(copy);
     r.insert::<Reshape>(copy);
     r.insert::<Flatten>(copy);
@@ -1275,5 +1311,18 @@ mod tests {
             let (os, want) = pad_ref(&x, pads, -7.0);
             assert_eq!((y.shape(), vals(y)), (&os[..], want), "{shape:?} {pads:?}");
         }
+    }
+
+    #[test]
+    fn pads_for_axes_expands_to_every_axis() {
+        let op = PadsForAxes { rank: 4 };
+        let pads = Tensor::from_vec(&[4], vec![1i64, 2, 3, 4]).unwrap();
+        let axes = Tensor::from_vec(&[2], vec![-1i32, 1]).unwrap();
+        let r = eval_op(&op, &[pads.clone(), axes]).unwrap();
+        assert_eq!(r[0].to_i64_vec(), vec![0, 2, 0, 1, 0, 4, 0, 3]);
+        let twice = Tensor::from_vec(&[2], vec![1i64, -3]).unwrap();
+        assert!(eval_op(&op, &[pads.clone(), twice]).is_err());
+        let short = Tensor::from_vec(&[1], vec![0i64]).unwrap();
+        assert!(eval_op(&op, &[pads, short]).is_err());
     }
 }

@@ -168,7 +168,12 @@ fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
 
 /// `o = act(o [+ bias] [+ res])`, adds in that order (the unfused graph's order).
 #[inline(always)]
-fn epilogue_impl<T: Float>(act: Activation, bias: Option<T>, res: Option<&[T]>, o: &mut [T]) {
+pub(super) fn epilogue_impl<T: Float>(
+    act: Activation,
+    bias: Option<T>,
+    res: Option<&[T]>,
+    o: &mut [T],
+) {
     if let Some(b) = bias {
         for v in o.iter_mut() {
             *v = *v + b;
@@ -938,11 +943,19 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
 }
 
 fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(conv_kernel(op_as::<Conv>(op)?, inputs)?))
+    let c = op_as::<Conv>(op)?;
+    // 3-D and higher: the generic N-d kernel.
+    if inputs[0].rank() > 4 {
+        return super::conv_nd::build(c, inputs, Activation::Identity, false);
+    }
+    Ok(Box::new(conv_kernel(c, inputs)?))
 }
 
 fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let f = op_as::<FusedConv>(op)?;
+    if inputs[0].rank() > 4 {
+        return super::conv_nd::build(&f.conv, inputs, f.act, f.residual);
+    }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;
     k.residual = f.residual;
@@ -1118,6 +1131,10 @@ fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
         &p.padding,
         p.ceil_mode,
     )?;
+    // 3-D and higher pools, integer MaxPool: the generic N-d kernel.
+    if geo.len() > 2 || !inputs[0].dtype.is_float() {
+        return super::pool_nd::pool(p, inputs);
+    }
     let g = geom2(&geo, p.name())?;
     let include_pad = matches!(
         p.kind,

@@ -6,7 +6,7 @@ use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete,
 use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Datum, Float};
 use crate::ir::Fact;
-use crate::ops::{BatchNorm, LayerNorm, Op, Softmax, norm_axis};
+use crate::ops::{BatchNorm, BatchNormTraining, LayerNorm, Op, Softmax, norm_axis};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -64,6 +64,102 @@ fn batch_norm(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel
         channels: x[1],
         inner: x[2..].iter().product(),
         epsilon: b.epsilon,
+    }))
+}
+
+#[derive(Debug)]
+struct BatchNormTrainingKernel {
+    dtype: DType,
+    n: usize,
+    channels: usize,
+    inner: usize,
+    epsilon: f32,
+    momentum: f32,
+}
+
+fn batch_norm_training_t<T: Float>(
+    k: &BatchNormTrainingKernel,
+    inputs: &[TensorView],
+    outputs: &mut [TensorViewMut],
+) -> Result<()> {
+    let x = inputs[0].as_slice::<T>()?;
+    let p: Vec<&[T]> = inputs[1..5]
+        .iter()
+        .map(|v| v.as_slice::<T>())
+        .collect::<Result<_>>()?;
+    let (c, inner) = (k.channels, k.inner);
+    if p.iter().any(|s| s.len() != c) || x.len() != k.n * c * inner || outputs.len() != 3 {
+        return Err(Error::shape(
+            "BatchNormalization",
+            "parameter or output sizes differ from the channel count",
+        ));
+    }
+    let count = (k.n * inner) as f64;
+    // Per-channel batch mean and biased variance, in f64.
+    let mut mean = vec![0f64; c];
+    let mut var = vec![0f64; c];
+    for (i, xi) in x.chunks(inner.max(1)).enumerate() {
+        mean[i % c] += xi.iter().fold(0f64, |a, &v| a + Datum::to_f64(v));
+    }
+    mean.iter_mut().for_each(|m| *m /= count);
+    for (i, xi) in x.chunks(inner.max(1)).enumerate() {
+        let m = mean[i % c];
+        var[i % c] += xi.iter().fold(0f64, |a, &v| {
+            let d = Datum::to_f64(v) - m;
+            a + d * d
+        });
+    }
+    var.iter_mut().for_each(|v| *v /= count);
+    let (scale, bias, in_mean, in_var) = (p[0], p[1], p[2], p[3]);
+    let y = outputs[0].as_slice_mut::<T>()?;
+    for (i, (o, xi)) in y
+        .chunks_mut(inner.max(1))
+        .zip(x.chunks(inner.max(1)))
+        .enumerate()
+    {
+        let ch = i % c;
+        let a = Datum::to_f64(scale[ch]) / (var[ch] + k.epsilon as f64).sqrt();
+        let b = Datum::to_f64(bias[ch]) - mean[ch] * a;
+        for (o, &v) in o.iter_mut().zip(xi) {
+            *o = <T as Datum>::from_f64(Datum::to_f64(v) * a + b);
+        }
+    }
+    let mo = k.momentum as f64;
+    for (slot, (batch, old)) in [(1, (&mean, in_mean)), (2, (&var, in_var))] {
+        for ((o, &b), &r) in outputs[slot]
+            .as_slice_mut::<T>()?
+            .iter_mut()
+            .zip(batch)
+            .zip(old)
+        {
+            *o = <T as Datum>::from_f64(Datum::to_f64(r) * mo + b * (1.0 - mo));
+        }
+    }
+    Ok(())
+}
+
+impl Kernel for BatchNormTrainingKernel {
+    fn run(
+        &self,
+        _: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        crate::dispatch_float!(self.dtype, T => batch_norm_training_t::<T>(self, inputs, outputs),
+            else => Err(Error::dtype("BatchNormalization", format!("{}", self.dtype))))
+    }
+}
+
+fn batch_norm_training(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let b = op_as::<BatchNormTraining>(op)?;
+    let x = concrete(&inputs[0])?;
+    Ok(Box::new(BatchNormTrainingKernel {
+        dtype: inputs[0].dtype,
+        n: x[0],
+        channels: x[1],
+        inner: x[2..].iter().product(),
+        epsilon: b.epsilon,
+        momentum: b.momentum,
     }))
 }
 
@@ -162,12 +258,56 @@ impl Kernel for LayerNormKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
+        if let [_, mean, inv] = outputs {
+            crate::dispatch_float!(self.dtype, T => layer_norm_stats::<T>(self, inputs[0].as_slice()?, mean, inv)?,
+                else => return Err(Error::dtype("LayerNormalization", format!("{}", self.dtype))));
+        }
         if layer_norm_f32(self, inputs, &mut outputs[0])? {
             return Ok(());
         }
         crate::dispatch_float!(self.dtype, T => layer_norm_t::<T>(self, inputs, outputs[0].as_slice_mut()?),
             else => Err(Error::dtype("LayerNormalization", format!("{}", self.dtype))))
     }
+}
+
+/// The optional Mean and InvStdDev outputs, per row in f64 (as `layer_norm_t` computes
+/// them), stored in the outputs' dtype.
+fn layer_norm_stats<T: Float>(
+    k: &LayerNormKernel,
+    x: &[T],
+    mean: &mut TensorViewMut,
+    inv: &mut TensorViewMut,
+) -> Result<()> {
+    let n = k.inner;
+    let rows = x.len().checked_div(n).unwrap_or(0);
+    if mean.len() != rows || inv.len() != rows || mean.dtype != inv.dtype {
+        return Err(Error::shape(
+            "LayerNormalization",
+            "Mean/InvStdDev do not have one element per row",
+        ));
+    }
+    let eps = k.epsilon as f64;
+    let stats: Vec<(f64, f64)> = x
+        .chunks(n.max(1))
+        .take(rows)
+        .map(|xr| {
+            let m = xr.iter().fold(0f64, |a, &v| a + Datum::to_f64(v)) / n as f64;
+            let var = xr.iter().fold(0f64, |a, &v| {
+                let d = Datum::to_f64(v) - m;
+                a + d * d
+            }) / n as f64;
+            (m, 1.0 / (var + eps).sqrt())
+        })
+        .collect();
+    crate::dispatch_float!(mean.dtype, U => {
+        for (o, s) in mean.as_slice_mut::<U>()?.iter_mut().zip(&stats) {
+            *o = <U as Datum>::from_f64(s.0);
+        }
+        for (o, s) in inv.as_slice_mut::<U>()?.iter_mut().zip(&stats) {
+            *o = <U as Datum>::from_f64(s.1);
+        }
+        Ok(())
+    }, else => Err(Error::dtype("LayerNormalization", format!("statistics in {}", mean.dtype))))
 }
 
 fn layer_norm(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
@@ -289,6 +429,7 @@ fn softmax(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> 
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<BatchNorm>(batch_norm);
+    r.insert::<BatchNormTraining>(batch_norm_training);
     r.insert::<LayerNorm>(layer_norm);
     r.insert::<Softmax>(softmax);
 }
@@ -401,6 +542,7 @@ mod tests {
         let x = t(&[2, 2], vec![1., 3., -1., 1.]);
         let y = &eval_op(
             &LayerNorm {
+                stats: None,
                 axis: -1,
                 epsilon: 0.0,
             },
@@ -416,5 +558,62 @@ mod tests {
         )
         .unwrap()[0];
         assert_close(y, &t(&[1, 2, 2], vec![1., 2., 0., 1.]), 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_stats_outputs() {
+        // Rows of 3 from axis 1 of [2, 3]; stats in f64 stash dtype, shaped [2, 1].
+        let x = t(&[2, 3], vec![1., 2., 6., -1., 0., 1.]);
+        let (w, b) = (t(&[3], vec![1.; 3]), t(&[3], vec![0.; 3]));
+        let ln = LayerNorm {
+            axis: 1,
+            epsilon: 0.5,
+            stats: Some(DType::F64),
+        };
+        let r = eval_op(&ln, &[x.clone(), w.clone(), b.clone()]).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[1].shape(), r[1].dtype()), (&[2usize, 1][..], DType::F64));
+        let (m0, v0) = (3.0, (4.0 + 1.0 + 9.0) / 3.0);
+        let (m1, v1) = (0.0, 2.0 / 3.0);
+        assert_eq!(r[1].to_f64_vec(), vec![m0, m1]);
+        let inv = r[2].to_f64_vec();
+        assert!((inv[0] - 1.0 / (v0 + 0.5f64).sqrt()).abs() < 1e-12);
+        assert!((inv[1] - 1.0 / (v1 + 0.5f64).sqrt()).abs() < 1e-12);
+        // Y is the plain op's.
+        let plain = LayerNorm { stats: None, ..ln };
+        assert_close(&r[0], &eval_op(&plain, &[x, w, b]).unwrap()[0], 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_training_uses_batch_statistics() {
+        // N=2, C=2, 2 elements per channel and image.
+        let x = t(&[2, 2, 2], vec![1., 3., 10., 10., 5., 7., 20., 40.]);
+        let p = |v: [f32; 2]| t(&[2], v.to_vec());
+        let ins = [x, p([1., 2.]), p([0., 1.]), p([1., 1.]), p([4., 4.])];
+        let r = eval_op(
+            &BatchNormTraining {
+                epsilon: 0.0,
+                momentum: 0.9,
+            },
+            &ins,
+        )
+        .unwrap();
+        // Channel 0: {1, 3, 5, 7}: mean 4, biased var 5; channel 1: {10, 10, 20, 40}: 20, 150.
+        let (m, v) = ([4.0f64, 20.0], [5.0f64, 150.0]);
+        let want_mean: Vec<f64> = (0..2).map(|c| 0.9 + 0.1 * m[c]).collect();
+        let want_var: Vec<f64> = (0..2).map(|c| 0.9 * 4.0 + 0.1 * v[c]).collect();
+        for (g, w) in r[1].to_f64_vec().iter().zip(&want_mean) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        for (g, w) in r[2].to_f64_vec().iter().zip(&want_var) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        let y = r[0].to_f64_vec();
+        let (sc, bi) = ([1.0, 2.0], [0.0, 1.0]);
+        for (i, xv) in [1., 3., 10., 10., 5., 7., 20., 40.].iter().enumerate() {
+            let c = (i / 2) % 2;
+            let want = (xv - m[c]) / v[c].sqrt() * sc[c] + bi[c];
+            assert!((y[i] - want).abs() < 1e-5, "{i}: {} vs {want}", y[i]);
+        }
     }
 }

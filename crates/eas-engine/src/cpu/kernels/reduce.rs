@@ -91,6 +91,12 @@ impl Kernel for ReduceKernel {
             }
             None => inputs[0].bytes,
         };
+        if self.dtype == DType::Bool {
+            // Bools are bytes 0/1: their max/min as u8 is Or/And (the op allows only those).
+            let out = crate::tensor::bytes_as_mut::<u8>(outputs[0].bytes);
+            reduce_t::<u8>(self.op, src, out, self.outer, self.red, self.inner);
+            return Ok(());
+        }
         crate::dispatch_numeric!(self.dtype, T => {
             reduce_t::<T>(self.op, crate::tensor::bytes_as::<T>(src), outputs[0].as_slice_mut::<T>()?, self.outer, self.red, self.inner);
             Ok(())
@@ -293,5 +299,34 @@ mod tests {
         )
         .unwrap()[0];
         assert_eq!(a.to_i64_vec(), vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn bool_max_and_min_are_or_and() {
+        let x = Tensor::from_vec(&[3, 2], vec![true, true, true, false, false, false]).unwrap();
+        let run = |op| {
+            let r = Reduce {
+                op,
+                axes: vec![1],
+                keepdims: false,
+                noop_with_empty_axes: false,
+            };
+            eval_op(&r, std::slice::from_ref(&x)).unwrap().remove(0)
+        };
+        assert_eq!(
+            run(ReduceOp::Max).as_slice::<bool>().unwrap(),
+            &[true, true, false]
+        );
+        assert_eq!(
+            run(ReduceOp::Min).as_slice::<bool>().unwrap(),
+            &[true, false, false]
+        );
+        let sum = Reduce {
+            op: ReduceOp::Sum,
+            axes: vec![1],
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        assert!(eval_op(&sum, std::slice::from_ref(&x)).is_err());
     }
 }

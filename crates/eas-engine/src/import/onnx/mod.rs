@@ -13,6 +13,7 @@ mod loss;
 mod math;
 mod ops;
 pub mod proto;
+mod quant;
 mod resize;
 mod rnn;
 mod tensor;
@@ -62,6 +63,7 @@ pub fn registry() -> &'static OnnxRegistry {
         layout::register(&mut r);
         loss::register(&mut r);
         math::register(&mut r);
+        quant::register(&mut r);
         resize::register(&mut r);
         rnn::register(&mut r);
         r

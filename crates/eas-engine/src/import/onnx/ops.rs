@@ -525,6 +525,50 @@ fn register_array(r: &mut OnnxRegistry) {
         one(c.add(Range, &ins)?)
     });
     r.insert("Pad", pad);
+    r.insert("CenterCropPad", center_crop_pad);
+}
+
+/// CenterCropPad as its ONNX function body: pad each listed axis (zeros, split evenly,
+/// the extra one at the end) up to the target, then slice the centered window (the extra
+/// one cropped at the end). Target sizes may arrive at run time (value-keyed plans).
+fn center_crop_pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
+    let x = c.input(0)?;
+    let rank = c.fact(x).rank();
+    let mut target = c.input(1)?;
+    if c.fact(target).dtype != DType::I64 {
+        target = c.add(Cast { to: DType::I64 }, &[target])?;
+    }
+    let axes: Vec<i64> = c.attr_or("axes", (0..rank as i64).collect())?;
+    let axes = ints_const(c, axes)?;
+    let two = c.konst(Tensor::scalar(2i64));
+    let sizes = |c: &mut NodeCtx, v: ValueId| -> Result<ValueId> {
+        let s = c.add(
+            ShapeOf {
+                start: 0,
+                end: None,
+            },
+            &[v],
+        )?;
+        c.add(Gather { axis: 0 }, &[s, axes])
+    };
+    let have = sizes(c, x)?;
+    let padded = c.add(Binary::new(BinOp::Max), &[have, target])?;
+    let amount = c.add(Binary::new(BinOp::Sub), &[padded, have])?;
+    let left = c.add(Binary::new(BinOp::Div), &[amount, two])?;
+    let right = c.add(Binary::new(BinOp::Sub), &[amount, left])?;
+    let pads = c.add(Concat { axis: 0 }, &[left, right])?;
+    let pads = c.add(PadsForAxes { rank }, &[pads, axes])?;
+    let xp = c.add(
+        Pad {
+            mode: PadMode::Constant,
+        },
+        &[x, pads],
+    )?;
+    let have = sizes(c, xp)?;
+    let diff = c.add(Binary::new(BinOp::Sub), &[have, target])?;
+    let start = c.add(Binary::new(BinOp::Div), &[diff, two])?;
+    let end = c.add(Binary::new(BinOp::Add), &[start, target])?;
+    one(c.add(Slice, &[xp, start, end, axes])?)
 }
 
 fn pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
@@ -547,19 +591,10 @@ fn pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
         )
     } else {
         let mut p = c.input(1)?;
-        if let Some(axes) = c.const_ints(3, "axes")? {
-            // Expand per-axis pads to all axes.
-            let given = c.const_ints(1, "pads")?.unwrap_or_default();
-            if given.len() != 2 * axes.len() {
-                return Err(c.err("pads and axes lengths differ"));
-            }
-            let mut full = vec![0i64; 2 * rank];
-            for (k, &a) in axes.iter().enumerate() {
-                let a = norm_axis("Pad", a, rank)?;
-                full[a] = given[k];
-                full[a + rank] = given[k + axes.len()];
-            }
-            p = ints_const(c, full)?;
+        if let Some(axes) = c.opt_input(3) {
+            // Pads over all axes; folded here when pads and axes are constants, else when a
+            // (value-keyed) plan knows them.
+            p = c.add(PadsForAxes { rank }, &[p, axes])?;
         }
         (p, c.opt_input(2))
     };
@@ -582,9 +617,7 @@ fn padding(c: &NodeCtx, spatial: usize) -> Result<Padding> {
 }
 
 fn pool(c: &mut NodeCtx, kind: PoolKind) -> Result<Vec<ValueId>> {
-    if c.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err(Error::unsupported("MaxPool's Indices output"));
-    }
+    let indices = c.node.output.get(1).is_some_and(|o| !o.is_empty());
     let kernel: Vec<usize> = c.attr("kernel_shape")?;
     let n = kernel.len();
     let op = Pool {
@@ -595,10 +628,21 @@ fn pool(c: &mut NodeCtx, kind: PoolKind) -> Result<Vec<ValueId>> {
         ceil_mode: c.attr_or::<i64>("ceil_mode", 0)? != 0,
         kernel,
     };
-    if c.attr_or::<i64>("storage_order", 0)? != 0 {
-        return Err(Error::unsupported("MaxPool storage_order=1"));
-    }
+    // storage_order only changes the Indices output.
+    let column_major = c.attr_or::<i64>("storage_order", 0)? != 0;
     let x = c.input(0)?;
+    if indices {
+        if kind != PoolKind::Max {
+            return Err(c.err("only MaxPool has an Indices output"));
+        }
+        return c.add_multi(
+            MaxPoolWithIndices {
+                pool: op,
+                column_major,
+            },
+            &[x],
+        );
+    }
     one(c.add(op, &[x])?)
 }
 
@@ -647,11 +691,6 @@ fn register_nn(r: &mut OnnxRegistry) {
         one(c.add(GlobalPool { max: true }, &[x])?)
     });
     r.insert("BatchNormalization", |c| {
-        if c.attr_or::<i64>("training_mode", 0)? != 0
-            || c.node.output.iter().skip(1).any(|o| !o.is_empty())
-        {
-            return Err(Error::unsupported("BatchNormalization in training mode"));
-        }
         let ins = [
             c.input(0)?,
             c.input(1)?,
@@ -660,20 +699,39 @@ fn register_nn(r: &mut OnnxRegistry) {
             c.input(4)?,
         ];
         let epsilon = c.attr_or("epsilon", 1e-5f32)?;
+        // Opset 14+ says training with `training_mode`; opsets 9-13 with the extra outputs
+        // (running mean/var; opset < 9 also saved mean/var, which are not produced).
+        let extra = c.node.output.iter().skip(1).any(|o| !o.is_empty());
+        if c.attr_or::<i64>("training_mode", 0)? != 0 || extra {
+            if c.node.output.iter().skip(3).any(|o| !o.is_empty()) {
+                return Err(Error::unsupported(
+                    "BatchNormalization's saved mean/var outputs",
+                ));
+            }
+            let momentum = c.attr_or("momentum", 0.9f32)?;
+            return c.add_multi(BatchNormTraining { epsilon, momentum }, &ins);
+        }
         one(c.add(BatchNorm { epsilon }, &ins)?)
     });
     r.insert("LayerNormalization", |c| {
-        if c.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-            return Err(Error::unsupported(
-                "LayerNormalization's Mean/InvStdDev outputs",
-            ));
-        }
+        let stats = c.node.output.iter().skip(1).any(|o| !o.is_empty());
         let mut ins = vec![c.input(0)?, c.input(1)?];
         ins.extend(c.opt_input(2));
+        let stash = match c.attr_or::<i64>("stash_type", 1)? {
+            1 => DType::F32,
+            10 => DType::F16,
+            11 => DType::F64,
+            16 => DType::BF16,
+            t => return Err(c.err(format!("stash_type {t} is not a float type"))),
+        };
         let op = LayerNorm {
             axis: c.attr_or("axis", -1)?,
             epsilon: c.attr_or("epsilon", 1e-5f32)?,
+            stats: stats.then_some(stash),
         };
+        if stats {
+            return c.add_multi(op, &ins);
+        }
         one(c.add(op, &ins)?)
     });
     r.insert("Softmax", |c| softmax(c, false));
