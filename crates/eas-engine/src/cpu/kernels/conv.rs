@@ -115,7 +115,7 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
 
 /// Applies `act` in place; each arm is the `Unary` kernel's expression.
 #[inline(always)]
-fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
+pub(super) fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
     let c = |v: f64| <T as Datum>::from_f64(v);
     let zero = <T as Num>::ZERO;
     let one = <T as Num>::ONE;
@@ -939,11 +939,18 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
 }
 
 fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(conv_kernel(op_as::<Conv>(op)?, inputs)?))
+    let c = op_as::<Conv>(op)?;
+    if let Some(k) = super::winograd::build(c, inputs, Activation::Identity, false)? {
+        return Ok(Box::new(k));
+    }
+    Ok(Box::new(conv_kernel(c, inputs)?))
 }
 
 fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let f = op_as::<FusedConv>(op)?;
+    if let Some(k) = super::winograd::build(&f.conv, inputs, f.act, f.residual)? {
+        return Ok(Box::new(k));
+    }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;
     k.residual = f.residual;
