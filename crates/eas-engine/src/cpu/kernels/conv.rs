@@ -115,7 +115,7 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
 
 /// Applies `act` in place; each arm is the `Unary` kernel's expression.
 #[inline(always)]
-fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
+pub(super) fn apply_act<T: Float>(act: Activation, o: &mut [T]) {
     let c = |v: f64| <T as Datum>::from_f64(v);
     let zero = <T as Num>::ZERO;
     let one = <T as Num>::ONE;
@@ -948,6 +948,9 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     if inputs[0].rank() > 4 {
         return super::conv_nd::build(c, inputs, Activation::Identity, false);
     }
+    if let Some(k) = super::winograd::build(c, inputs, Activation::Identity, false)? {
+        return Ok(Box::new(k));
+    }
     Ok(Box::new(conv_kernel(c, inputs)?))
 }
 
@@ -955,6 +958,9 @@ fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel
     let f = op_as::<FusedConv>(op)?;
     if inputs[0].rank() > 4 {
         return super::conv_nd::build(&f.conv, inputs, f.act, f.residual);
+    }
+    if let Some(k) = super::winograd::build(&f.conv, inputs, f.act, f.residual)? {
+        return Ok(Box::new(k));
     }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;

@@ -21,6 +21,7 @@ pub mod resize;
 pub mod rnn;
 pub mod tf_array;
 pub mod unary;
+pub mod winograd;
 
 pub(crate) fn register_all(r: &mut KernelRegistry) {
     array::register(r);

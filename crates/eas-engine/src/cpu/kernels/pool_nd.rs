@@ -197,7 +197,7 @@ impl PoolNd {
             .iter()
             .map(|t| t.first().map_or(1, |w| w.len().max(1)))
             .product();
-        let par = y.len() * window >= PAR_MIN_ELEMS && self.planes > 1;
+        let par = y.len() * window >= PAR_MIN_ELEMS && self.planes > 1 && super::pool_threads() > 1;
         match ind {
             Some(ind) => {
                 let it = y.par_chunks_mut(op).zip(ind.par_chunks_mut(op)).enumerate();
