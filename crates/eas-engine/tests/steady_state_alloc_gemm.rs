@@ -90,9 +90,10 @@ fn gemm_runs_allocate_only_outputs() {
 fn conv_runs_allocate_only_outputs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use eas_engine::ops::{Activation, Conv, FusedConv, Padding};
-    // 3x3 conv (im2col + packed-weight GEMM) -> depthwise 3x3 -> fused 1x1 conv with a
-    // residual and Relu6.
-    let (c, hw) = (8, 12);
+    // 3x3 conv (Winograd: 16 channels, 144 tiles) -> depthwise 3x3 -> fused 1x1 conv with a
+    // residual and Relu6 -> strided 3x3 conv (im2col + packed-weight GEMM). 16 x 48 x 48
+    // elements: big enough that the 2-thread model runs on its pool, not inline.
+    let (c, hw) = (16, 48);
     let conv = |group| Conv {
         strides: vec![1, 1],
         dilations: vec![1, 1],
@@ -126,6 +127,11 @@ fn conv_runs_allocate_only_outputs() {
         residual: true,
     };
     let z = g.add_node1("pw", fused, &[y, w3, b, x]).unwrap();
+    let strided = Conv {
+        strides: vec![2, 2],
+        ..conv(1)
+    };
+    let z = g.add_node1("c2", strided, &[z, w1, b]).unwrap();
     g.set_outputs(&[z]);
     for threads in [1, 2] {
         let model = CpuModel::new(
