@@ -285,6 +285,27 @@ impl Op for MaxPoolWithIndices {
     crate::op_common!();
 }
 
+/// LpPool: y = (sum over the window of |x|^p)^(1/p); padding contributes nothing. `pool`
+/// gives the geometry (its kind is not used).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LpPool {
+    pub pool: Pool,
+    pub p: u32,
+}
+
+impl Op for LpPool {
+    fn name(&self) -> &'static str {
+        "LpPool"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        if !inputs.first().is_some_and(|x| x.dtype.is_float()) {
+            return Err(Error::dtype(self.name(), "needs a float input"));
+        }
+        self.pool.infer(inputs)
+    }
+    crate::op_common!();
+}
+
 /// GlobalAveragePool / GlobalMaxPool: reduce all spatial axes to 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalPool {
@@ -322,6 +343,7 @@ pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("MaxPool", de::<Pool>);
     r.insert("AveragePool", de::<Pool>);
     r.insert("MaxPoolWithIndices", de::<MaxPoolWithIndices>);
+    r.insert("LpPool", de::<LpPool>);
     r.insert("GlobalAveragePool", de::<GlobalPool>);
     r.insert("GlobalMaxPool", de::<GlobalPool>);
 }

@@ -33,7 +33,7 @@ pub use array::{
     Unsqueeze, Where,
 };
 pub use binary::{BinOp, Binary};
-pub use conv::{Conv, GlobalPool, MaxPoolWithIndices, Padding, Pool, PoolKind};
+pub use conv::{Conv, GlobalPool, LpPool, MaxPoolWithIndices, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
 pub use fused_conv::{Activation, FusedConv};

@@ -11,7 +11,7 @@ use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Float, Num};
 use crate::ir::Fact;
 use crate::ops::conv::{AxisGeom, geometry};
-use crate::ops::{MaxPoolWithIndices, Op, Pool, PoolKind};
+use crate::ops::{LpPool, MaxPoolWithIndices, Op, Pool, PoolKind};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -34,6 +34,8 @@ pub(crate) struct PoolNd {
     window: usize,
     /// `Some(column_major)` when the kernel also writes argmax indices (output 1).
     indices: Option<bool>,
+    /// LpPool's p: the kernel computes (sum |x|^p)^(1/p) instead of `kind`.
+    lp: Option<u32>,
 }
 
 fn axis_taps(a: &AxisGeom) -> Vec<Vec<usize>> {
@@ -84,6 +86,7 @@ impl PoolNd {
                 }
             ),
             indices,
+            lp: None,
         })
     }
 
@@ -155,6 +158,14 @@ impl PoolNd {
                     if let Some(ind) = ind.as_deref_mut() {
                         ind[i] = base + arg.unwrap_or(0) as i64;
                     }
+                }
+                _ if self.lp.is_some() => {
+                    let p = self.lp.unwrap_or(2) as i32;
+                    let mut sum = 0f64;
+                    self.for_taps(&opos, &mut kpos, |rm, _| {
+                        sum += x[rm].to_f64().abs().powi(p);
+                    });
+                    *yo = T::from_f64(sum.powf(1.0 / p as f64));
                 }
                 PoolKind::Avg { .. } => {
                     let mut sum = 0f64;
@@ -241,6 +252,11 @@ impl Kernel for PoolNd {
             (Some(_), None) => return Err(Error::invalid("MaxPool indices output missing")),
             (None, _) => None,
         };
+        if self.lp.is_some() {
+            return crate::dispatch_float!(self.dtype, T => {
+                avg_t::<T>(self, inputs[0].as_slice()?, y.as_slice_mut()?)
+            }, else => Err(Error::dtype("LpPool", format!("{} input", self.dtype))));
+        }
         match self.kind {
             PoolKind::Max => crate::dispatch_numeric!(self.dtype, T => {
                 self.run_t::<T>(inputs[0].as_slice()?, y.as_slice_mut()?, ind)
@@ -272,8 +288,19 @@ fn max_pool_with_indices(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box
     )?))
 }
 
+fn lp_pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let l = crate::cpu::kernel::op_as::<LpPool>(op)?;
+    if l.p == 0 {
+        return Err(Error::shape("LpPool", "p must be at least 1"));
+    }
+    let mut k = PoolNd::new(&l.pool, &inputs[0], None)?;
+    k.lp = Some(l.p);
+    Ok(Box::new(k))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<MaxPoolWithIndices>(max_pool_with_indices);
+    r.insert::<LpPool>(lp_pool);
 }
 
 #[cfg(test)]
@@ -530,5 +557,37 @@ pub(crate) mod tests {
                 assert_close(nd, fast, 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn lp_pool_is_the_p_norm_of_the_window() {
+        let x = Tensor::from_vec(&[1, 1, 4], vec![3f32, -4., 1., 2.]).unwrap();
+        let pool = Pool {
+            kind: PoolKind::Avg {
+                count_include_pad: false,
+            },
+            kernel: vec![2],
+            strides: vec![2],
+            dilations: vec![1],
+            padding: Padding::Explicit(vec![1, 1]),
+            ceil_mode: false,
+        };
+        let y = &eval_op(
+            &LpPool {
+                pool: pool.clone(),
+                p: 2,
+            },
+            std::slice::from_ref(&x),
+        )
+        .unwrap()[0];
+        // Windows (pad, 3), (-4, 1), (2, pad).
+        let want = Tensor::from_vec(&[1, 1, 3], vec![3f32, 17f32.sqrt(), 2.]).unwrap();
+        assert_close(y, &want, 1e-6);
+        let y = &eval_op(&LpPool { pool, p: 1 }, &[x]).unwrap()[0];
+        assert_close(
+            y,
+            &Tensor::from_vec(&[1, 1, 3], vec![3f32, 5., 2.]).unwrap(),
+            1e-6,
+        );
     }
 }

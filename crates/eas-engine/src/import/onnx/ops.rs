@@ -678,6 +678,27 @@ fn register_nn(r: &mut OnnxRegistry) {
         one(c.add(op, &ins)?)
     });
     r.insert("MaxPool", |c| pool(c, PoolKind::Max));
+    r.insert("LpPool", |c| {
+        let kernel: Vec<usize> = c.attr("kernel_shape")?;
+        let n = kernel.len();
+        let pool = Pool {
+            kind: PoolKind::Avg {
+                count_include_pad: false,
+            },
+            strides: c.attr_or("strides", vec![1; n])?,
+            dilations: c.attr_or("dilations", vec![1; n])?,
+            padding: padding(c, n)?,
+            ceil_mode: c.attr_or::<i64>("ceil_mode", 0)? != 0,
+            kernel,
+        };
+        let p = c.attr_or::<i64>("p", 2)?;
+        let p = u32::try_from(p)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| c.err(format!("p = {p} must be a positive integer")))?;
+        let x = c.input(0)?;
+        one(c.add(LpPool { pool, p }, &[x])?)
+    });
     r.insert("AveragePool", |c| {
         let count_include_pad = c.attr_or::<i64>("count_include_pad", 0)? != 0;
         pool(c, PoolKind::Avg { count_include_pad })
