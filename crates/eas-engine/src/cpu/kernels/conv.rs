@@ -207,6 +207,26 @@ fn epilogue<T: Float>(
     epilogue_impl(act, bias, res, o)
 }
 
+/// `act` as the GEMM store computes it in registers (the same expressions as
+/// `apply_act`); `None` for what needs `apply_act` itself (exp, NaN clip bounds).
+fn gemm_act(act: Activation) -> Option<sg::Activation<'static>> {
+    Some(match act {
+        Activation::Identity => sg::Activation::None,
+        Activation::Relu => sg::Activation::Relu,
+        Activation::Clip { min, max } => {
+            let (lo, hi) = (min as f32, max as f32);
+            if lo.is_nan() || hi.is_nan() {
+                return None;
+            }
+            sg::Activation::Clip(lo, hi)
+        }
+        Activation::LeakyRelu { alpha } => sg::Activation::LeakyRelu(alpha),
+        Activation::HardSigmoid { alpha, beta } => sg::Activation::HardSigmoid(alpha, beta),
+        Activation::HardSwish => sg::Activation::HardSwish,
+        Activation::Sigmoid | Activation::Swish => return None,
+    })
+}
+
 // ---- padded, phase-split rows (depthwise conv and pools) ----
 
 /// One input plane copied into rows with the horizontal padding materialized and split
@@ -654,11 +674,27 @@ impl ConvKernel {
                     b_cs: 1,
                     dst_rs: op as isize,
                 };
+                let res = res.map(|r| &r[first..][..mpg * op]);
+                // The packed f32 GEMM applies bias, residual and activation in its store,
+                // while each tile is in registers: no second pass over the output.
+                let mut in_store = false;
                 if kk == 0 {
                     dst.fill(T::ZERO);
                 } else if let Some(pw) = self.packed_w.get(g) {
                     // Packed weights exist only for f32 kernels, so T is f32 here.
                     debug_assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>());
+                    let act = self.act;
+                    let map = move |o: &mut [f32]| apply_act(act, o);
+                    let ep = sg::Epilogue {
+                        bias: match bias.and_then(as_f32) {
+                            Some(bv) => sg::Bias::Row(&bv[g * mpg..]),
+                            None => sg::Bias::None,
+                        },
+                        residual: res.and_then(as_f32).map(|r| (r, op)),
+                        act: gemm_act(act).unwrap_or(sg::Activation::Map(&map)),
+                        ..sg::Epilogue::default()
+                    };
+                    in_store = true;
                     // SAFETY: rhs is a kk x op row-major matrix, dst an mpg x op one; T = f32.
                     unsafe {
                         sg::sgemm(
@@ -673,7 +709,7 @@ impl ConvKernel {
                             }),
                             dst.as_mut_ptr() as *mut f32,
                             op as isize,
-                            &sg::Epilogue::default(),
+                            &ep,
                             &mut gemm_scratch[..self.gemm_scratch],
                             ctx.threads,
                         )?
@@ -693,9 +729,11 @@ impl ConvKernel {
                         )
                     };
                 }
+                if in_store {
+                    continue;
+                }
                 // Bias, residual and activation per output-channel row, right after the
-                // gemm while the block is still in cache.
-                let res = res.map(|r| &r[first..][..mpg * op]);
+                // gemm.
                 let row = |c: usize, o: &mut [T]| {
                     let bv = bias.map(|bv| bv[(g * mpg + c) % self.m]);
                     epilogue(self.simd, self.act, bv, res.map(|r| &r[c * op..][..op]), o);
