@@ -113,6 +113,21 @@ unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], st: &TileStore) {
                             let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
                             _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(al))
                         }
+                        Act::HardSigmoid(al, be) => {
+                            // Multiply then add (no FMA), like the scalar expression;
+                            // max_ps returns its second operand (0) when the first is NaN.
+                            let t = _mm512_add_ps(
+                                _mm512_mul_ps(_mm512_set1_ps(al), v),
+                                _mm512_set1_ps(be),
+                            );
+                            _mm512_min_ps(_mm512_max_ps(t, zero), _mm512_set1_ps(1.0))
+                        }
+                        Act::HardSwish => {
+                            let six = _mm512_set1_ps(6.0);
+                            let t = _mm512_add_ps(v, _mm512_set1_ps(3.0));
+                            let t = _mm512_min_ps(_mm512_max_ps(t, zero), six);
+                            _mm512_div_ps(_mm512_mul_ps(v, t), six)
+                        }
                     };
                 }
                 _mm512_mask_storeu_ps(crow.add(off), mask, v);

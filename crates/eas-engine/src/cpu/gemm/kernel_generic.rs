@@ -67,6 +67,12 @@ pub(crate) unsafe fn kernel<const R: usize>(
                                 v
                             }
                         }
+                        // f32::max returns the non-NaN operand, like the AVX-512 max
+                        // (clamp would keep a NaN).
+                        #[allow(clippy::manual_clamp)]
+                        Act::HardSigmoid(al, be) => (al * v + be).max(0.0).min(1.0),
+                        #[allow(clippy::manual_clamp)]
+                        Act::HardSwish => v * (v + 3.0).max(0.0).min(6.0) / 6.0,
                     };
                 }
                 *c = v;

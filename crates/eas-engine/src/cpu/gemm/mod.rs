@@ -38,7 +38,7 @@ const NC: usize = 1024;
 /// Work (m*n*k) below which one thread does everything.
 pub(crate) const PAR_MIN_WORK: usize = 1 << 18;
 
-/// Element-wise activation applied last. The first four run inside the kernel's store; `Map`
+/// Element-wise activation applied last. All but `Map` run inside the kernel's store; `Map`
 /// runs on each finished tile row while it is in L1 (anything else, e.g. Gelu).
 #[derive(Clone, Copy)]
 pub enum Activation<'a> {
@@ -47,6 +47,10 @@ pub enum Activation<'a> {
     /// min(max(v, lo), hi), e.g. Relu6.
     Clip(f32, f32),
     LeakyRelu(f32),
+    /// min(max(alpha * v + beta, 0), 1) (a NaN sum gives 0, like `f32::max`).
+    HardSigmoid(f32, f32),
+    /// v * min(max(v + 3, 0), 6) / 6.
+    HardSwish,
     /// Applied in place to runs of finished outputs (a row of one tile at a time).
     Map(&'a (dyn Fn(&mut [f32]) + Sync)),
 }
@@ -58,6 +62,8 @@ impl std::fmt::Debug for Activation<'_> {
             Activation::Relu => f.write_str("Relu"),
             Activation::Clip(lo, hi) => write!(f, "Clip({lo}, {hi})"),
             Activation::LeakyRelu(a) => write!(f, "LeakyRelu({a})"),
+            Activation::HardSigmoid(a, b) => write!(f, "HardSigmoid({a}, {b})"),
+            Activation::HardSwish => f.write_str("HardSwish"),
             Activation::Map(_) => f.write_str("Map(..)"),
         }
     }
@@ -107,6 +113,8 @@ pub(crate) enum Act {
     Relu,
     Clip(f32, f32),
     LeakyRelu(f32),
+    HardSigmoid(f32, f32),
+    HardSwish,
 }
 
 /// Everything a microkernel's store needs for one tile; pointers are already offset to the
@@ -519,6 +527,8 @@ impl Job<'_> {
             Activation::Relu => Act::Relu,
             Activation::Clip(lo, hi) => Act::Clip(lo, hi),
             Activation::LeakyRelu(a) => Act::LeakyRelu(a),
+            Activation::HardSigmoid(a, b) => Act::HardSigmoid(a, b),
+            Activation::HardSwish => Act::HardSwish,
             Activation::None | Activation::Map(_) => Act::None,
         };
         let (res, res_rs) = match ep.residual {

@@ -28,6 +28,8 @@ enum Act2 {
     Relu,
     Clip,
     Leaky,
+    HardSigmoid,
+    HardSwish,
     Map,
 }
 
@@ -107,6 +109,8 @@ fn check(cs: Case) {
                         v
                     }
                 }
+                Act2::HardSigmoid => (0.2 * v + 0.5).clamp(0.0, 1.0),
+                Act2::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
                 Act2::Map => v.tanh(),
             };
             want[i * n + j] = v;
@@ -155,6 +159,8 @@ fn check(cs: Case) {
             Act2::Relu => Activation::Relu,
             Act2::Clip => Activation::Clip(-0.5, 0.75),
             Act2::Leaky => Activation::LeakyRelu(0.1),
+            Act2::HardSigmoid => Activation::HardSigmoid(0.2, 0.5),
+            Act2::HardSwish => Activation::HardSwish,
             Act2::Map => Activation::Map(f),
         },
     };
@@ -271,7 +277,15 @@ fn blocking_edges_match_reference() {
 
 #[test]
 fn every_epilogue_matches_reference() {
-    let acts = [Act2::None, Act2::Relu, Act2::Clip, Act2::Leaky, Act2::Map];
+    let acts = [
+        Act2::None,
+        Act2::Relu,
+        Act2::Clip,
+        Act2::Leaky,
+        Act2::HardSigmoid,
+        Act2::HardSwish,
+        Act2::Map,
+    ];
     for isa in isas() {
         for (x, &act) in acts.iter().enumerate() {
             for bias in 0..3u8 {
@@ -371,10 +385,18 @@ proptest! {
     #[test]
     fn random_shapes_match_reference(
         m in 1usize..40, n in 1usize..80, k in 0usize..80,
-        la in 0usize..3, lb in 0usize..3, bias in 0u8..3, act in 0usize..5, generic: bool,
+        la in 0usize..3, lb in 0usize..3, bias in 0u8..3, act in 0usize..7, generic: bool,
     ) {
         let l = [Layout::RowMajor, Layout::ColMajor, Layout::Packed];
-        let a = [Act2::None, Act2::Relu, Act2::Clip, Act2::Leaky, Act2::Map];
+        let a = [
+            Act2::None,
+            Act2::Relu,
+            Act2::Clip,
+            Act2::Leaky,
+            Act2::HardSigmoid,
+            Act2::HardSwish,
+            Act2::Map,
+        ];
         let isa = if generic { Isa::Generic } else { Isa::detect() };
         check(Case { la: l[la], lb: l[lb], bias, act: a[act], beta: Some(0.5), ..base(m, n, k, isa) });
     }
