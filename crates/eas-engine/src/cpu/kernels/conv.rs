@@ -1073,8 +1073,8 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
             let wv = wt.as_slice::<f32>()?;
             // w^T (kk x m): element (ci, mo) at w[mo*kk + ci].
             k.packed_wt = Some(sg::PackedB::new(wv, kk, mpg, 1, kk)?);
-            k.gemm_scratch = k.t_bytes()
-                + sg::scratch_bytes(op, mpg, kk, false, true, rayon::current_num_threads());
+            k.gemm_scratch =
+                k.t_bytes() + sg::scratch_bytes(op, mpg, kk, false, true, super::pool_threads());
         } else if mpg > 0 && kk > 0 && op > 0 {
             let wv = wt.as_slice::<f32>()?;
             k.packed_w = (0..k.group)
