@@ -149,9 +149,7 @@ fn zoo() -> Graph {
         Tensor::from_vec(&[1], vec![half::f16::from_f32(1.5)]).unwrap(),
     );
     let bits = g.add_const("bits", Tensor::from_vec(&[2], vec![true, false]).unwrap());
-    let hb = g
-        .add_node1("cast", Cast { to: DType::F16 }, &[bits])
-        .unwrap();
+    let hb = g.add_node1("cast", Cast::new(DType::F16), &[bits]).unwrap();
     let hh = g
         .add_node1("hadd", Binary::new(BinOp::Add), &[hb, half])
         .unwrap();

@@ -8,7 +8,7 @@ use crate::dtype::{DType, Num};
 use crate::ir::Fact;
 use crate::ops::array::{const_i64, range_len, slice_axis, slice_params};
 use crate::ops::*;
-use crate::tensor::cast_slice_bytes;
+use crate::tensor::cast_slice_bytes_with;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -640,6 +640,7 @@ fn constant_of_shape(op: &dyn Op, _: &[Fact], _: &[Fact]) -> Result<Box<dyn Kern
 struct CastKernel {
     from: DType,
     to: DType,
+    saturate: bool,
 }
 
 impl Kernel for CastKernel {
@@ -649,7 +650,13 @@ impl Kernel for CastKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
-        cast_slice_bytes(self.from, inputs[0].bytes, self.to, outputs[0].bytes);
+        cast_slice_bytes_with(
+            self.from,
+            inputs[0].bytes,
+            self.to,
+            outputs[0].bytes,
+            self.saturate,
+        );
         Ok(())
     }
 }
@@ -662,6 +669,7 @@ fn cast(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(CastKernel {
         from: inputs[0].dtype,
         to: c.to,
+        saturate: c.saturate,
     }))
 }
 
@@ -1155,7 +1163,7 @@ mod tests {
         )
         .unwrap()[0];
         assert_eq!(c.to_i64_vec(), vec![7, 7]);
-        let f = &eval_op(&Cast { to: DType::F16 }, &[iota(&[2])]).unwrap()[0];
+        let f = &eval_op(&Cast::new(DType::F16), &[iota(&[2])]).unwrap()[0];
         assert_eq!((f.dtype(), vals(f)), (DType::F16, vec![0., 1.]));
     }
 
