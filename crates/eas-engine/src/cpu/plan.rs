@@ -120,6 +120,7 @@ fn eval_with_facts(
     let builder = kernels()
         .get(op)
         .ok_or_else(|| Error::unsupported(format!("no CPU kernel for {}", op.name())))?;
+    kernels().check_dtypes(op, facts, outs)?;
     for f in outs {
         let bytes = f
             .shape
@@ -313,6 +314,9 @@ impl Plan {
                     n.name
                 ))
             })?;
+            kernels()
+                .check_dtypes(n.op.as_ref(), &in_facts, &out_facts)
+                .map_err(|e| e.at_node(&n.name))?;
             let kernel =
                 builder(n.op.as_ref(), &in_facts, &out_facts).map_err(|e| e.at_node(&n.name))?;
             for (&v, f) in n.outputs.iter().zip(out_facts) {

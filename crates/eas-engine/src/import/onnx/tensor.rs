@@ -286,3 +286,80 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::{F8E4M3FN, I4, U4};
+
+    fn proto(data_type: i32, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type,
+            name: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn int4_unpacks_low_nibble_first_from_raw_and_int32_data() {
+        // 3 elements: 0x21 -> [1, 2], 0x0F -> [-1 (i4) / 15 (u4)], high nibble is padding.
+        let mut p = proto(dt::INT4, &[3]);
+        p.raw_data = vec![0x21, 0xFF];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.as_slice::<I4>().unwrap(), &[I4(1), I4(2), I4(-1)]);
+        let mut p = proto(dt::UINT4, &[3]);
+        p.int32_data = vec![0x21, 0x0F];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.as_slice::<U4>().unwrap(), &[U4(1), U4(2), U4(15)]);
+        // Packed length must match the shape.
+        p.int32_data = vec![0x21];
+        assert!(tensor_from_proto(&p, None).is_err());
+        let mut p = proto(dt::INT4, &[3]);
+        p.raw_data = vec![0x21, 0xFF, 0];
+        assert!(tensor_from_proto(&p, None).is_err());
+    }
+
+    #[test]
+    fn every_dtype_round_trips_through_a_proto() {
+        for d in DType::ALL {
+            let t = Tensor::from_vec(&[5], vec![0i64, 1, -2, 3, 7])
+                .unwrap()
+                .cast(d)
+                .unwrap();
+            let p = tensor_to_proto("t", &t);
+            if matches!(d, DType::I4 | DType::U4) {
+                assert_eq!(p.raw_data.len(), 3, "{d} packs two per byte");
+            }
+            assert_eq!(tensor_from_proto(&p, None).unwrap(), t, "{d}");
+            assert_eq!(dtype_from_onnx(dtype_to_onnx(d)).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn typed_fields_of_the_new_dtypes() {
+        let mut p = proto(dt::UINT64, &[2]);
+        p.uint64_data = vec![u64::MAX, 3];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.as_slice::<u64>().unwrap(), &[u64::MAX, 3]);
+        let mut p = proto(dt::UINT32, &[1]);
+        p.uint64_data = vec![u32::MAX as u64];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.as_slice::<u32>().unwrap(), &[u32::MAX]);
+        let mut p = proto(dt::UINT16, &[1]);
+        p.int32_data = vec![65535];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.as_slice::<u16>().unwrap(), &[65535]);
+        // float8 values are bit patterns in int32_data.
+        let mut p = proto(dt::FLOAT8E4M3FN, &[2]);
+        p.int32_data = vec![0x38, 0xFE];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.to_f64_vec(), vec![1.0, -448.0]);
+        assert_eq!(t.as_slice::<F8E4M3FN>().unwrap()[1].to_bits(), 0xFE);
+        // Strings and complex numbers are refused by name.
+        let e = tensor_from_proto(&proto(dt::STRING, &[1]), None).unwrap_err();
+        assert!(e.to_string().contains("string"), "{e}");
+        let e = tensor_from_proto(&proto(dt::COMPLEX64, &[1]), None).unwrap_err();
+        assert!(e.to_string().contains("complex"), "{e}");
+    }
+}
