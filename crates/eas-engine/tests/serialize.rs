@@ -295,7 +295,7 @@ fn every_dtype_round_trips_bit_exactly() {
     let mut outs: Vec<_> = every_dtype_consts()
         .into_iter()
         .enumerate()
-        .map(|(i, t)| g.add_const(&format!("c{i}"), t))
+        .map(|(i, t)| g.add_const(format!("c{i}"), t))
         .collect();
     // A non-saturating cast keeps its flag.
     let cast = Cast {
