@@ -5,19 +5,24 @@
 use eas_auxdata::{DType as ADType, Tensor as ATensor, ndarray::ArrayD, ndarray::IxDyn};
 use eas_engine::{DType as EDType, Tensor as ETensor};
 
-/// The aux-data dtype that holds an engine dtype exactly.
+/// The aux-data dtype that holds an engine dtype exactly (.npy has no float8 or 4-bit
+/// types: they are held as f32, i8 and u8, their values unchanged).
 pub fn aux_dtype(d: EDType) -> ADType {
     match d {
         EDType::F32 => ADType::F32,
         EDType::F16 => ADType::F16,
         EDType::BF16 => ADType::BF16,
         EDType::F64 => ADType::F64,
-        EDType::I8 => ADType::I8,
-        EDType::U8 => ADType::U8,
+        EDType::I8 | EDType::I4 => ADType::I8,
+        EDType::U8 | EDType::U4 => ADType::U8,
         EDType::I16 => ADType::I16,
+        EDType::U16 => ADType::U16,
         EDType::I32 => ADType::I32,
+        EDType::U32 => ADType::U32,
         EDType::I64 => ADType::I64,
+        EDType::U64 => ADType::U64,
         EDType::Bool => ADType::Bool,
+        EDType::F8E4M3FN | EDType::F8E4M3FNUZ | EDType::F8E5M2 | EDType::F8E5M2FNUZ => ADType::F32,
     }
 }
 
@@ -33,8 +38,11 @@ pub fn engine_dtype(d: ADType) -> Option<EDType> {
         ADType::I16 => EDType::I16,
         ADType::I32 => EDType::I32,
         ADType::I64 => EDType::I64,
+        ADType::U16 => EDType::U16,
+        ADType::U32 => EDType::U32,
+        ADType::U64 => EDType::U64,
         ADType::Bool => EDType::Bool,
-        ADType::U16 | ADType::U32 | ADType::U64 | ADType::Str | ADType::Bytes => return None,
+        ADType::Str | ADType::Bytes => return None,
     })
 }
 
@@ -63,6 +71,9 @@ pub fn to_engine(t: &ATensor) -> Result<ETensor, ConvertError> {
         ATensor::I16(a) => ETensor::from_vec(&shape, contiguous(a)),
         ATensor::I32(a) => ETensor::from_vec(&shape, contiguous(a)),
         ATensor::I64(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::U16(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::U32(a) => ETensor::from_vec(&shape, contiguous(a)),
+        ATensor::U64(a) => ETensor::from_vec(&shape, contiguous(a)),
         ATensor::Bool(a) => ETensor::from_vec(&shape, contiguous(a)),
         other => {
             return Err(ConvertError(format!(
@@ -82,8 +93,13 @@ fn array<T: eas_engine::Datum + Clone>(t: &ETensor) -> Result<ArrayD<T>, Convert
     ArrayD::from_shape_vec(IxDyn(t.shape()), v).map_err(|e| ConvertError(e.to_string()))
 }
 
-/// An engine tensor as an aux-data tensor of the same dtype.
+/// An engine tensor as an aux-data tensor of the same dtype (storage-only dtypes: of
+/// `aux_dtype`'s holding type, values unchanged).
 pub fn from_engine(t: &ETensor) -> Result<ATensor, ConvertError> {
+    if t.dtype().is_storage_only() {
+        let held = engine_dtype(aux_dtype(t.dtype())).expect("holding types are engine types");
+        return from_engine(&t.cast(held).map_err(|e| ConvertError(e.to_string()))?);
+    }
     Ok(match t.dtype() {
         EDType::F32 => ATensor::F32(array(t)?),
         EDType::F16 => ATensor::F16(array(t)?),
@@ -94,7 +110,15 @@ pub fn from_engine(t: &ETensor) -> Result<ATensor, ConvertError> {
         EDType::I16 => ATensor::I16(array(t)?),
         EDType::I32 => ATensor::I32(array(t)?),
         EDType::I64 => ATensor::I64(array(t)?),
+        EDType::U16 => ATensor::U16(array(t)?),
+        EDType::U32 => ATensor::U32(array(t)?),
+        EDType::U64 => ATensor::U64(array(t)?),
         EDType::Bool => ATensor::Bool(array(t)?),
+        other => {
+            return Err(ConvertError(format!(
+                "{other} tensors have no aux-data type"
+            )));
+        }
     })
 }
 
@@ -114,6 +138,12 @@ mod tests {
             assert_eq!(a.dtype(), aux_dtype(d));
             assert_eq!(a.shape(), &[2, 3]);
             let back = to_engine(&a).unwrap();
+            if d.is_storage_only() {
+                // Held in a wider type: same values, cast back to the original bits.
+                assert_eq!(back.to_f64_vec(), e.to_f64_vec(), "{d}");
+                assert_eq!(back.cast(d).unwrap().as_bytes(), e.as_bytes(), "{d}");
+                continue;
+            }
             assert_eq!(back.dtype(), d);
             assert_eq!(back.as_bytes(), e.as_bytes(), "{d}");
         }
@@ -127,11 +157,13 @@ mod tests {
     }
 
     #[test]
-    fn strings_and_wide_unsigned_are_refused() {
+    fn strings_are_refused_wide_unsigned_kept() {
         let s = ATensor::Str(ArrayD::from_elem(IxDyn(&[1]), "a".to_string()));
         assert!(to_engine(&s).unwrap_err().0.contains("str"));
-        let u = ATensor::U32(ArrayD::from_elem(IxDyn(&[1]), 1));
-        assert!(to_engine(&u).is_err());
-        assert_eq!(engine_dtype(ADType::U64), None);
+        assert_eq!(engine_dtype(ADType::Str), None);
+        let u = ATensor::U64(ArrayD::from_elem(IxDyn(&[1]), u64::MAX));
+        let e = to_engine(&u).unwrap();
+        assert_eq!(e.as_slice::<u64>().unwrap(), &[u64::MAX]);
+        assert_eq!(engine_dtype(ADType::U32), Some(EDType::U32));
     }
 }

@@ -185,7 +185,15 @@ pub fn bind(specs: &[InputSpec], sample: &Sample, context: &str) -> Result<Vec<E
                 _ => {}
             }
         }
-        out.push(to_engine(&t).map_err(|e| Error::feeds(context, format!("{what}: {}", e.0)))?);
+        let e = to_engine(&t).map_err(|e| Error::feeds(context, format!("{what}: {}", e.0)))?;
+        // Storage-only inputs (float8, 4-bit) arrive in their holding type.
+        let e = if e.dtype() == spec.dtype {
+            e
+        } else {
+            e.cast(spec.dtype)
+                .map_err(|e| Error::feeds(context, format!("{what}: {e}")))?
+        };
+        out.push(e);
     }
     Ok(out)
 }

@@ -8,7 +8,14 @@ use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod narrow;
+pub use narrow::{F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, I4, U4, nibble_at, pack_nibbles};
+
 /// Element type of a tensor.
+///
+/// The float8 formats and 4-bit integers are storage types: they import, cast (with ONNX's
+/// rounding and `saturate` rules) and move through data-movement ops; compute kernels refuse
+/// them (`is_storage_only` is true). 4-bit integers take one byte per element in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DType {
     F32,
@@ -18,14 +25,23 @@ pub enum DType {
     I8,
     U8,
     I16,
+    U16,
     I32,
+    U32,
     I64,
+    U64,
     Bool,
+    F8E4M3FN,
+    F8E4M3FNUZ,
+    F8E5M2,
+    F8E5M2FNUZ,
+    I4,
+    U4,
 }
 
 impl DType {
     /// All dtypes, for tests and tables.
-    pub const ALL: [DType; 10] = [
+    pub const ALL: [DType; 19] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -33,18 +49,35 @@ impl DType {
         DType::I8,
         DType::U8,
         DType::I16,
+        DType::U16,
         DType::I32,
+        DType::U32,
         DType::I64,
+        DType::U64,
         DType::Bool,
+        DType::F8E4M3FN,
+        DType::F8E4M3FNUZ,
+        DType::F8E5M2,
+        DType::F8E5M2FNUZ,
+        DType::I4,
+        DType::U4,
     ];
 
-    /// Bytes per element.
+    /// Bytes per element in memory (4-bit integers take a byte each).
     pub fn size(self) -> usize {
         match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 | DType::I16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
+            DType::F64 | DType::I64 | DType::U64 => 8,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::I8
+            | DType::U8
+            | DType::Bool
+            | DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::I4
+            | DType::U4 => 1,
         }
     }
     /// Lower-case name, as used in the serialized artifact and messages.
@@ -57,22 +90,64 @@ impl DType {
             DType::I8 => "i8",
             DType::U8 => "u8",
             DType::I16 => "i16",
+            DType::U16 => "u16",
             DType::I32 => "i32",
+            DType::U32 => "u32",
             DType::I64 => "i64",
+            DType::U64 => "u64",
             DType::Bool => "bool",
+            DType::F8E4M3FN => "f8e4m3fn",
+            DType::F8E4M3FNUZ => "f8e4m3fnuz",
+            DType::F8E5M2 => "f8e5m2",
+            DType::F8E5M2FNUZ => "f8e5m2fnuz",
+            DType::I4 => "i4",
+            DType::U4 => "u4",
         }
     }
+    /// Floating point, float8 storage formats included.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
+        matches!(
+            self,
+            DType::F32
+                | DType::F16
+                | DType::BF16
+                | DType::F64
+                | DType::F8E4M3FN
+                | DType::F8E4M3FNUZ
+                | DType::F8E5M2
+                | DType::F8E5M2FNUZ
+        )
     }
+    /// Integers, 4-bit storage types included.
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64
+            DType::I8
+                | DType::U8
+                | DType::I16
+                | DType::U16
+                | DType::I32
+                | DType::U32
+                | DType::I64
+                | DType::U64
+                | DType::I4
+                | DType::U4
         )
     }
     pub fn is_numeric(self) -> bool {
         self != DType::Bool
+    }
+    /// The float8 formats and 4-bit integers: Cast and data movement only.
+    pub fn is_storage_only(self) -> bool {
+        matches!(
+            self,
+            DType::F8E4M3FN
+                | DType::F8E4M3FNUZ
+                | DType::F8E5M2
+                | DType::F8E5M2FNUZ
+                | DType::I4
+                | DType::U4
+        )
     }
 }
 
@@ -421,8 +496,11 @@ macro_rules! impl_int_datum {
 impl_int_datum!(i8, I8);
 impl_int_datum!(u8, U8);
 impl_int_datum!(i16, I16);
+impl_int_datum!(u16, U16);
 impl_int_datum!(i32, I32);
+impl_int_datum!(u32, U32);
 impl_int_datum!(i64, I64);
+impl_int_datum!(u64, U64);
 
 impl Datum for bool {
     const DTYPE: DType = DType::Bool;
@@ -440,7 +518,7 @@ impl Datum for bool {
     }
 }
 
-/// Runs `$body` with `$T` bound to the Rust type of any dtype.
+/// Runs `$body` with `$T` bound to the Rust type of any dtype (a `Datum`).
 #[macro_export]
 macro_rules! dispatch_any {
     ($dt:expr, $T:ident => $body:expr) => {
@@ -473,23 +551,60 @@ macro_rules! dispatch_any {
                 type $T = i16;
                 $body
             }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
             $crate::DType::I32 => {
                 type $T = i32;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
                 $body
             }
             $crate::DType::I64 => {
                 type $T = i64;
                 $body
             }
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
             $crate::DType::Bool => {
                 type $T = bool;
+                $body
+            }
+            $crate::DType::F8E4M3FN => {
+                type $T = $crate::dtype::F8E4M3FN;
+                $body
+            }
+            $crate::DType::F8E4M3FNUZ => {
+                type $T = $crate::dtype::F8E4M3FNUZ;
+                $body
+            }
+            $crate::DType::F8E5M2 => {
+                type $T = $crate::dtype::F8E5M2;
+                $body
+            }
+            $crate::DType::F8E5M2FNUZ => {
+                type $T = $crate::dtype::F8E5M2FNUZ;
+                $body
+            }
+            $crate::DType::I4 => {
+                type $T = $crate::dtype::I4;
+                $body
+            }
+            $crate::DType::U4 => {
+                type $T = $crate::dtype::U4;
                 $body
             }
         }
     };
 }
 
-/// Runs `$body` with `$T` bound to a `Num` type; bool goes to `$else`.
+/// Runs `$body` with `$T` bound to a `Num` type; bool and the storage-only types (float8,
+/// 4-bit integers) go to `$else`.
 #[macro_export]
 macro_rules! dispatch_numeric {
     ($dt:expr, $T:ident => $body:expr, else => $else:expr) => {
@@ -522,20 +637,39 @@ macro_rules! dispatch_numeric {
                 type $T = i16;
                 $body
             }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
             $crate::DType::I32 => {
                 type $T = i32;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
                 $body
             }
             $crate::DType::I64 => {
                 type $T = i64;
                 $body
             }
-            $crate::DType::Bool => $else,
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
+            $crate::DType::Bool
+            | $crate::DType::F8E4M3FN
+            | $crate::DType::F8E4M3FNUZ
+            | $crate::DType::F8E5M2
+            | $crate::DType::F8E5M2FNUZ
+            | $crate::DType::I4
+            | $crate::DType::U4 => $else,
         }
     };
 }
 
-/// Runs `$body` with `$T` bound to a `Float` type; other dtypes go to `$else`.
+/// Runs `$body` with `$T` bound to a `Float` type (f32, f16, bf16, f64); other dtypes go to
+/// `$else`.
 #[macro_export]
 macro_rules! dispatch_float {
     ($dt:expr, $T:ident => $body:expr, else => $else:expr) => {

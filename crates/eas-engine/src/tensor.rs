@@ -1,7 +1,7 @@
 //! Tensors: a dtype, a shape and 64-byte-aligned storage shared through an `Arc`, so cloning a
 //! tensor (a weight used by many nodes, a constant in a plan) never copies its data.
 
-use crate::dtype::{DType, Datum};
+use crate::dtype::{DType, Datum, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, I4, U4};
 use crate::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
@@ -112,7 +112,9 @@ impl Tensor {
         Tensor::from_slice(&[], &[v]).expect("a scalar always fits")
     }
 
-    /// From little-endian raw bytes (ONNX raw_data, safetensors). Bools are normalized to 0/1.
+    /// From little-endian raw bytes (ONNX raw_data, safetensors), one element per
+    /// `dtype.size()` bytes. Bools are normalized to 0/1 and 4-bit integers to their low
+    /// nibble (sign-extended for i4), so every stored byte is a valid element.
     pub fn from_raw_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
         let len = check_len(dtype, shape)?;
         if len != bytes.len() {
@@ -123,12 +125,23 @@ impl Tensor {
         }
         let mut data = AlignedBytes::zeroed(len)?;
         let dst = data.as_bytes_mut();
-        if dtype == DType::Bool {
-            for (d, s) in dst.iter_mut().zip(bytes) {
-                *d = (*s != 0) as u8;
+        match dtype {
+            DType::Bool => {
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = (*s != 0) as u8;
+                }
             }
-        } else {
-            dst.copy_from_slice(bytes);
+            DType::I4 => {
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = I4::from_nibble(*s).0 as u8;
+                }
+            }
+            DType::U4 => {
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = U4::from_nibble(*s).0;
+                }
+            }
+            _ => dst.copy_from_slice(bytes),
         }
         Ok(Tensor {
             dtype,
@@ -223,19 +236,68 @@ impl Tensor {
             .unwrap_or_default())
     }
 
-    /// Converts to another dtype (ONNX Cast semantics: floats to ints truncate and saturate).
+    /// Converts to another dtype (ONNX Cast semantics: floats to ints truncate and saturate;
+    /// float8 targets saturate, see `cast_with`).
     pub fn cast(&self, to: DType) -> Result<Tensor> {
+        self.cast_with(to, true)
+    }
+
+    /// `cast` with ONNX Cast's `saturate` flag: when false, values beyond a float8 target's
+    /// range become NaN (±inf for f8e5m2) instead of ±max. Other targets ignore it.
+    pub fn cast_with(&self, to: DType, saturate: bool) -> Result<Tensor> {
         if to == self.dtype {
             return Ok(self.clone());
         }
         let mut out = Tensor::zeros(to, &self.shape)?;
-        cast_slice_bytes(self.dtype, self.as_bytes(), to, out.as_bytes_mut());
+        cast_slice_bytes_with(
+            self.dtype,
+            self.as_bytes(),
+            to,
+            out.as_bytes_mut(),
+            saturate,
+        );
         Ok(out)
     }
 }
 
-/// Element-wise conversion between two byte buffers of the given dtypes (same element count).
+/// Element-wise conversion between two byte buffers of the given dtypes (same element
+/// count), saturating float8 targets.
 pub(crate) fn cast_slice_bytes(from: DType, src: &[u8], to: DType, dst: &mut [u8]) {
+    cast_slice_bytes_with(from, src, to, dst, true)
+}
+
+/// `cast_slice_bytes` with ONNX Cast's `saturate` flag (see `Tensor::cast_with`).
+/// Integer to integer goes through i64 (exact, wrapping like a C cast; 4-bit targets clamp);
+/// anything involving a float goes through f64, which holds every source value exactly, so
+/// each conversion rounds once (to nearest even for float targets).
+pub(crate) fn cast_slice_bytes_with(
+    from: DType,
+    src: &[u8],
+    to: DType,
+    dst: &mut [u8],
+    saturate: bool,
+) {
+    if !saturate {
+        // Only float8 targets distinguish; their encoder takes the flag directly.
+        macro_rules! no_saturate {
+            ($($dt:ident => $ty:ident),*) => {
+                match to {
+                    $(DType::$dt => {
+                        let d: &mut [$ty] = bytes_as_mut::<$ty>(dst);
+                        crate::dispatch_any!(from, A => {
+                            for (o, i) in d.iter_mut().zip(bytes_as::<A>(src)) {
+                                *o = $ty::from_f64_with(i.to_f64(), false);
+                            }
+                        });
+                        return;
+                    })*
+                    _ => {}
+                }
+            };
+        }
+        no_saturate!(F8E4M3FN => F8E4M3FN, F8E4M3FNUZ => F8E4M3FNUZ,
+            F8E5M2 => F8E5M2, F8E5M2FNUZ => F8E5M2FNUZ);
+    }
     crate::dispatch_any!(from, A => {
         let s: &[A] = bytes_as::<A>(src);
         crate::dispatch_any!(to, B => {

@@ -129,6 +129,28 @@ fn read_tensor(path: &Path) -> Result<(TensorProto, Tensor), String> {
     Ok((p, t))
 }
 
+/// numpy has no bfloat16, so ONNX's generator stores bf16 test data as UINT16 bit patterns;
+/// where the model declares the value BFLOAT16, the bits are reinterpreted as bf16.
+fn as_declared(t: Tensor, declared: Option<i32>) -> Result<Tensor, String> {
+    use eas_engine::import::onnx::proto::data_type;
+    if t.dtype() == eas_engine::DType::U16 && declared == Some(data_type::BFLOAT16) {
+        return Tensor::from_raw_bytes(eas_engine::DType::BF16, t.shape(), t.as_bytes())
+            .map_err(|e| e.to_string());
+    }
+    Ok(t)
+}
+
+fn elem_types(vis: &[eas_engine::import::onnx::proto::ValueInfoProto]) -> Vec<Option<i32>> {
+    vis.iter()
+        .map(|v| {
+            v.r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .map(|t| t.elem_type)
+        })
+        .collect()
+}
+
 // ---- one case ----
 
 /// Runs one case: the tightest tier every output meets, or why it failed.
@@ -175,14 +197,31 @@ fn run_case(dir: &Path) -> Result<Tier, String> {
             first.len()
         ));
     }
+    let in_types = elem_types(
+        &graph
+            .input
+            .iter()
+            .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let out_types = elem_types(&graph.output);
     let mut g = import_model(&proto, Some(dir)).map_err(|e| format!("import: {e}"))?;
     passes::optimize(&mut g, &passes::default_o1()).map_err(|e| format!("optimize: {e}"))?;
     let model =
         CpuModel::new(g, CpuOptions { threads: Some(1) }).map_err(|e| format!("plan: {e}"))?;
     let mut worst = Tier::Default;
     for set in &sets {
-        let inputs: Vec<Tensor> = read_all(set, "input")?.into_iter().map(|x| x.1).collect();
-        let want = read_all(set, "output")?;
+        let inputs: Vec<Tensor> = read_all(set, "input")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| as_declared(x.1, in_types.get(i).copied().flatten()))
+            .collect::<Result<_, _>>()?;
+        let want: Vec<(TensorProto, Tensor)> = read_all(set, "output")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, t))| Ok((p, as_declared(t, out_types.get(i).copied().flatten())?)))
+            .collect::<Result<_, String>>()?;
         let got = model.run(&inputs).map_err(|e| format!("run: {e}"))?;
         if got.len() != want.len() {
             return Err(format!(

@@ -149,9 +149,7 @@ fn zoo() -> Graph {
         Tensor::from_vec(&[1], vec![half::f16::from_f32(1.5)]).unwrap(),
     );
     let bits = g.add_const("bits", Tensor::from_vec(&[2], vec![true, false]).unwrap());
-    let hb = g
-        .add_node1("cast", Cast { to: DType::F16 }, &[bits])
-        .unwrap();
+    let hb = g.add_node1("cast", Cast::new(DType::F16), &[bits]).unwrap();
     let hh = g
         .add_node1("hadd", Binary::new(BinOp::Add), &[hb, half])
         .unwrap();
@@ -256,4 +254,84 @@ fn unknown_versions_and_garbage_are_refused() {
         serialize::load(&dir.path().join("missing")),
         Err(Error::Io { .. })
     ));
+}
+
+/// A tensor of every dtype, with each format's edge values where it has them.
+fn every_dtype_consts() -> Vec<Tensor> {
+    let base = Tensor::from_vec(
+        &[2, 4],
+        vec![
+            0.0f64,
+            -0.0,
+            1.5,
+            -3.0,
+            7.0,
+            1e6,
+            f64::NAN,
+            f64::NEG_INFINITY,
+        ],
+    )
+    .unwrap();
+    DType::ALL
+        .iter()
+        .map(|&d| {
+            if d.is_float() {
+                base.cast(d).unwrap()
+            } else {
+                // Integers: a range that stays exact in the narrowest (i4/u4/bool).
+                Tensor::from_vec(&[2, 4], vec![0i64, 1, 2, 3, 4, 5, 6, 7])
+                    .unwrap()
+                    .cast(d)
+                    .unwrap()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_dtype_round_trips_bit_exactly() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::new(DType::F32, Shape(vec![Dim::Known(2)])));
+    let mut outs: Vec<_> = every_dtype_consts()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| g.add_const(format!("c{i}"), t))
+        .collect();
+    // A non-saturating cast keeps its flag.
+    let cast = Cast {
+        to: DType::F8E5M2,
+        saturate: false,
+    };
+    outs.push(g.add_node1("cast", cast, &[x]).unwrap());
+    g.set_outputs(&outs);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    serialize::save(&g, &path).unwrap();
+    let back = serialize::load(&path).unwrap();
+    assert!(back == g, "round trip differs\n{g}\n---\n{back}");
+    let m = CpuModel::new(back, CpuOptions { threads: Some(1) }).unwrap();
+    let got = m.run(&[f32t(&[2], vec![1e6, 2.0])]).unwrap();
+    for (t, want) in got.iter().zip(every_dtype_consts()) {
+        assert_eq!(t, &want, "{}", want.dtype());
+    }
+    let last = got.last().unwrap().to_f64_vec();
+    assert_eq!(last, vec![f64::INFINITY, 2.0]);
+}
+
+#[test]
+fn four_bit_weights_out_of_range_are_refused() {
+    let mut g = Graph::new();
+    let c = g.add_const("c", Tensor::from_vec(&[2], vec![3i8, 100]).unwrap());
+    g.set_outputs(&[c]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    serialize::save(&g, &path).unwrap();
+    // Declare the i8 weight an i4 in model.json: 100 does not fit.
+    let mp = path.join(serialize::MODEL_FILE);
+    let json = std::fs::read_to_string(&mp)
+        .unwrap()
+        .replace("\"I8\"", "\"I4\"");
+    std::fs::write(&mp, json).unwrap();
+    let e = serialize::load(&path).unwrap_err().to_string();
+    assert!(e.contains("i4") && e.contains("outside its range"), "{e}");
 }

@@ -125,6 +125,7 @@ fn eval_with_facts(
     let builder = kernels()
         .get(op)
         .ok_or_else(|| Error::unsupported(format!("no CPU kernel for {}", op.name())))?;
+    kernels().check_dtypes(op, facts, outs)?;
     for f in outs {
         let bytes = f
             .shape
@@ -318,6 +319,9 @@ impl Plan {
                     n.name
                 ))
             })?;
+            kernels()
+                .check_dtypes(n.op.as_ref(), &in_facts, &out_facts)
+                .map_err(|e| e.at_node(&n.name))?;
             let kernel =
                 builder(n.op.as_ref(), &in_facts, &out_facts).map_err(|e| e.at_node(&n.name))?;
             for (&v, f) in n.outputs.iter().zip(out_facts) {

@@ -748,10 +748,25 @@ impl Op for ConstantOfShape {
     crate::op_common!();
 }
 
-/// Element type conversion.
+/// Element type conversion (ONNX Cast; `Tensor::cast_with` states the rounding rules).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cast {
     pub to: DType,
+    /// ONNX `saturate`: float8 targets clamp out-of-range values to ±max (true) or make
+    /// them NaN/±inf (false). Other targets ignore it.
+    #[serde(default = "yes")]
+    pub saturate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Cast {
+    /// A saturating cast to `to` (the ONNX default).
+    pub fn new(to: DType) -> Self {
+        Cast { to, saturate: true }
+    }
 }
 
 impl Op for Cast {
@@ -761,8 +776,10 @@ impl Op for Cast {
     fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
         expect_inputs(self.name(), inputs, 1, 1)?;
         let x = inputs[0];
+        // 4-bit targets clamp, so values (shape arithmetic) only survive wider integers.
         if let Some(d) = &x.dims
             && self.to.is_integer()
+            && !self.to.is_storage_only()
         {
             return Ok(vec![Fact::from_dims(self.to, d.clone(), x.rank() == 0)]);
         }

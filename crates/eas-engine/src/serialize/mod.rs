@@ -56,18 +56,28 @@ struct OutputJson {
     value: ValueId,
 }
 
+/// Safetensors dtype of a stored tensor. Safetensors has no 4-bit integers: i4/u4 tensors
+/// are stored one element per byte as I8/U8 (values -8..=7 / 0..=15), and `model.json`'s
+/// fact of the value says they are i4/u4 (`load` checks the range and restores the type).
 fn st_dtype(d: DType) -> StDtype {
     match d {
         DType::F32 => StDtype::F32,
         DType::F16 => StDtype::F16,
         DType::BF16 => StDtype::BF16,
         DType::F64 => StDtype::F64,
-        DType::I8 => StDtype::I8,
-        DType::U8 => StDtype::U8,
+        DType::I8 | DType::I4 => StDtype::I8,
+        DType::U8 | DType::U4 => StDtype::U8,
         DType::I16 => StDtype::I16,
+        DType::U16 => StDtype::U16,
         DType::I32 => StDtype::I32,
+        DType::U32 => StDtype::U32,
         DType::I64 => StDtype::I64,
+        DType::U64 => StDtype::U64,
         DType::Bool => StDtype::BOOL,
+        DType::F8E4M3FN => StDtype::F8_E4M3,
+        DType::F8E4M3FNUZ => StDtype::F8_E4M3FNUZ,
+        DType::F8E5M2 => StDtype::F8_E5M2,
+        DType::F8E5M2FNUZ => StDtype::F8_E5M2FNUZ,
     }
 }
 
@@ -80,15 +90,38 @@ fn from_st_dtype(d: StDtype) -> Result<DType> {
         StDtype::I8 => DType::I8,
         StDtype::U8 => DType::U8,
         StDtype::I16 => DType::I16,
+        StDtype::U16 => DType::U16,
         StDtype::I32 => DType::I32,
+        StDtype::U32 => DType::U32,
         StDtype::I64 => DType::I64,
+        StDtype::U64 => DType::U64,
         StDtype::BOOL => DType::Bool,
+        StDtype::F8_E4M3 => DType::F8E4M3FN,
+        StDtype::F8_E4M3FNUZ => DType::F8E4M3FNUZ,
+        StDtype::F8_E5M2 => DType::F8E5M2,
+        StDtype::F8_E5M2FNUZ => DType::F8E5M2FNUZ,
         other => {
             return Err(Error::invalid(format!(
                 "weights file holds unsupported dtype {other:?}"
             )));
         }
     })
+}
+
+/// A stored I8/U8 weight declared i4/u4 by its fact: checks every element is in range and
+/// gives it the 4-bit type (see `st_dtype`).
+fn restore_4bit(t: Tensor, want: DType, key: &str) -> Result<Tensor> {
+    let ok = match (t.dtype(), want) {
+        (DType::I8, DType::I4) => t.as_bytes().iter().all(|&b| (-8..=7).contains(&(b as i8))),
+        (DType::U8, DType::U4) => t.as_bytes().iter().all(|&b| b <= 15),
+        _ => return Ok(t),
+    };
+    if !ok {
+        return Err(Error::invalid(format!(
+            "weight {key:?} is declared {want} but holds values outside its range"
+        )));
+    }
+    Tensor::from_raw_bytes(want, t.shape(), t.as_bytes())
 }
 
 struct StView<'a>(&'a Tensor);
@@ -315,6 +348,7 @@ pub fn load(dir: &Path) -> Result<Graph> {
                 let t = weights.remove(&key).ok_or_else(|| {
                     Error::invalid(format!("weight {key:?} of value {:?} is missing", v.name))
                 })?;
+                let t = restore_4bit(t, fact.dtype, &key)?;
                 if t.dtype() != fact.dtype || Some(t.shape().to_vec()) != fact.shape.as_known() {
                     return Err(Error::invalid(format!(
                         "weight {key:?} does not match its declared type {fact:?}"

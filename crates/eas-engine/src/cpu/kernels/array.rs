@@ -8,7 +8,7 @@ use crate::dtype::{DType, Num};
 use crate::ir::Fact;
 use crate::ops::array::{const_i64, range_len, slice_axis, slice_params};
 use crate::ops::*;
-use crate::tensor::cast_slice_bytes;
+use crate::tensor::cast_slice_bytes_with;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -639,6 +639,7 @@ fn constant_of_shape(op: &dyn Op, _: &[Fact], _: &[Fact]) -> Result<Box<dyn Kern
 struct CastKernel {
     from: DType,
     to: DType,
+    saturate: bool,
 }
 
 impl Kernel for CastKernel {
@@ -648,7 +649,13 @@ impl Kernel for CastKernel {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
-        cast_slice_bytes(self.from, inputs[0].bytes, self.to, outputs[0].bytes);
+        cast_slice_bytes_with(
+            self.from,
+            inputs[0].bytes,
+            self.to,
+            outputs[0].bytes,
+            self.saturate,
+        );
         Ok(())
     }
 }
@@ -661,6 +668,7 @@ fn cast(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(CastKernel {
         from: inputs[0].dtype,
         to: c.to,
+        saturate: c.saturate,
     }))
 }
 
@@ -993,22 +1001,22 @@ fn pads_for_axes(op: &dyn Op, _: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>>
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<PadsForAxes>(pads_for_axes);
-    r.insert::<Identity>(copy);
-    r.insert::<Reshape>(copy);
-    r.insert::<Flatten>(copy);
-    r.insert::<Squeeze>(copy);
-    r.insert::<Unsqueeze>(copy);
-    r.insert::<Transpose>(transpose);
-    r.insert::<Slice>(slice);
-    r.insert::<Expand>(expand);
-    r.insert::<Tile>(tile);
-    r.insert::<Concat>(concat);
-    r.insert::<Split>(split);
+    r.insert_any_dtype::<Identity>(copy);
+    r.insert_any_dtype::<Reshape>(copy);
+    r.insert_any_dtype::<Flatten>(copy);
+    r.insert_any_dtype::<Squeeze>(copy);
+    r.insert_any_dtype::<Unsqueeze>(copy);
+    r.insert_any_dtype::<Transpose>(transpose);
+    r.insert_any_dtype::<Slice>(slice);
+    r.insert_any_dtype::<Expand>(expand);
+    r.insert_any_dtype::<Tile>(tile);
+    r.insert_any_dtype::<Concat>(concat);
+    r.insert_any_dtype::<Split>(split);
     r.insert::<Gather>(gather);
     r.insert::<GatherElements>(gather_elements);
-    r.insert::<ShapeOf>(shape_of);
+    r.insert_any_dtype::<ShapeOf>(shape_of);
     r.insert::<ConstantOfShape>(constant_of_shape);
-    r.insert::<Cast>(cast);
+    r.insert_any_dtype::<Cast>(cast);
     r.insert::<Where>(where_);
     r.insert::<Range>(range);
     r.insert::<Pad>(pad);
@@ -1190,8 +1198,35 @@ mod tests {
         )
         .unwrap()[0];
         assert_eq!(c.to_i64_vec(), vec![7, 7]);
-        let f = &eval_op(&Cast { to: DType::F16 }, &[iota(&[2])]).unwrap()[0];
+        let f = &eval_op(&Cast::new(DType::F16), &[iota(&[2])]).unwrap()[0];
         assert_eq!((f.dtype(), vals(f)), (DType::F16, vec![0., 1.]));
+    }
+
+    #[test]
+    fn storage_only_dtypes_move_and_cast_but_do_not_compute() {
+        let x = Tensor::from_vec(&[2, 2], vec![1.0f32, -2.5, 1e6, f32::NAN]).unwrap();
+        let sat = &eval_op(&Cast::new(DType::F8E4M3FN), std::slice::from_ref(&x)).unwrap()[0];
+        let t = &eval_op(&Transpose { perm: vec![1, 0] }, std::slice::from_ref(sat)).unwrap()[0];
+        assert_eq!(t.dtype(), DType::F8E4M3FN);
+        let v = t.to_f64_vec();
+        assert_eq!(&v[..3], &[1.0, 448.0, -2.5]);
+        assert!(v[3].is_nan());
+        let no_sat = Cast {
+            to: DType::F8E4M3FN,
+            saturate: false,
+        };
+        let n = &eval_op(&no_sat, std::slice::from_ref(&x)).unwrap()[0];
+        assert!(n.to_f64_vec()[2].is_nan());
+        let back = &eval_op(&Cast::new(DType::F32), std::slice::from_ref(n)).unwrap()[0];
+        assert_eq!(back.to_f64_vec()[..2], [1.0, -2.5]);
+        // Compute kernels refuse them by name.
+        let e = eval_op(
+            &crate::ops::Binary::new(crate::ops::BinOp::Add),
+            &[sat.clone(), sat.clone()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("f8e4m3fn") && e.contains("storage-only"), "{e}");
     }
 
     #[test]

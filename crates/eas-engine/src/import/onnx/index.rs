@@ -125,7 +125,8 @@ pub(super) fn register(r: &mut OnnxRegistry) {
     r.insert("CastLike", |c| {
         let (x, like) = (c.input(0)?, c.input(1)?);
         let to = c.fact(like).dtype;
-        one(c.add(Cast { to }, &[x])?)
+        let saturate = c.attr_opt::<i64>("saturate")?.unwrap_or(1) != 0;
+        one(c.add(Cast { to, saturate }, &[x])?)
     });
     r.insert("Size", |c| {
         let x = c.input(0)?;

@@ -74,8 +74,9 @@ fn register_generic(r: &mut OnnxRegistry) {
     });
     r.insert("Cast", |c| {
         let to = super::dtype_from_onnx(c.attr::<i64>("to")? as i32)?;
+        let saturate = c.attr_opt::<i64>("saturate")?.unwrap_or(1) != 0;
         let x = c.input(0)?;
-        c.add(Cast { to }, &[x]).map(|v| vec![v])
+        c.add(Cast { to, saturate }, &[x]).map(|v| vec![v])
     });
 }
 
@@ -170,7 +171,7 @@ fn register_math(r: &mut OnnxRegistry) {
         let (x, mut y) = (c.input(0)?, c.input(1)?);
         let dt = c.fact(x).dtype;
         if c.fact(y).dtype != dt {
-            y = c.add(Cast { to: dt }, &[y])?;
+            y = c.add(Cast::new(dt), &[y])?;
         }
         one(c.add(Binary::new(BinOp::Pow), &[x, y])?)
     });
@@ -536,7 +537,7 @@ fn center_crop_pad(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
     let rank = c.fact(x).rank();
     let mut target = c.input(1)?;
     if c.fact(target).dtype != DType::I64 {
-        target = c.add(Cast { to: DType::I64 }, &[target])?;
+        target = c.add(Cast::new(DType::I64), &[target])?;
     }
     let axes: Vec<i64> = c.attr_or("axes", (0..rank as i64).collect())?;
     let axes = ints_const(c, axes)?;

@@ -25,7 +25,7 @@ fn to_f32(c: &mut NodeCtx, v: ValueId) -> Result<ValueId> {
     if c.fact(v).dtype == DType::F32 {
         return Ok(v);
     }
-    c.add(Cast { to: DType::F32 }, &[v])
+    c.add(Cast::new(DType::F32), &[v])
 }
 
 /// A 1-D per-axis parameter reshaped to broadcast along `axis` of a rank-`rank` input; a
@@ -69,7 +69,7 @@ fn quantize(
         q = c.add(Binary::new(BinOp::Add), &[q, z])?;
     }
     let q = c.add(Unary::new(UnaryOp::Clip { min: lo, max: hi }), &[q])?;
-    c.add(Cast { to }, &[q])
+    c.add(Cast::new(to), &[q])
 }
 
 fn quantize_linear(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
@@ -112,7 +112,7 @@ fn dequantize_linear(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
     }
     let mut y = c.add(Binary::new(BinOp::Mul), &[y, scale])?;
     if out != DType::F32 {
-        y = c.add(Cast { to: out }, &[y])?;
+        y = c.add(Cast::new(out), &[y])?;
     }
     Ok(vec![y])
 }
@@ -146,7 +146,7 @@ fn dynamic_quantize_linear(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
         &[zp],
     )?;
     let zp = c.add(Unary::new(UnaryOp::Round), &[zp])?;
-    let zp = c.add(Cast { to: DType::U8 }, &[zp])?;
+    let zp = c.add(Cast::new(DType::U8), &[zp])?;
     let y = quantize(c, x, scale, Some(zp), DType::U8)?;
     Ok(vec![y, scale, zp])
 }

@@ -126,5 +126,9 @@ pub fn tensor(t: &TensorProto, what: &str) -> Result<Tensor> {
             let bytes: Vec<u8> = v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect();
             Tensor::from_raw_bytes(dt, s, &bytes)
         }
+        // `dtype` maps no TensorFlow type to these.
+        other => Err(Error::unsupported(format!(
+            "TensorFlow constant of dtype {other}"
+        ))),
     }
 }

@@ -108,11 +108,7 @@ fn arg_max(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
         DType::I64 => Ok(vec![imp.node1(ctx.name(), op, &[x])?]),
         DType::I32 => {
             let i = imp.node1(&format!("{}/i64", ctx.name()), op, &[x])?;
-            Ok(vec![imp.node1(
-                ctx.name(),
-                Cast { to: DType::I32 },
-                &[i],
-            )?])
+            Ok(vec![imp.node1(ctx.name(), Cast::new(DType::I32), &[i])?])
         }
         other => Err(Error::dtype(
             ctx.name(),
@@ -385,7 +381,7 @@ fn shape(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
         return Ok(vec![imp.node1(ctx.name(), op, &[ctx.input(0)?])?]);
     }
     let s = imp.node1(&format!("{}/i64", ctx.name()), op, &[ctx.input(0)?])?;
-    Ok(vec![imp.node1(ctx.name(), Cast { to }, &[s])?])
+    Ok(vec![imp.node1(ctx.name(), Cast::new(to), &[s])?])
 }
 
 /// Fill(dims, value): a constant value becomes ConstantOfShape, a computed one is expanded.
@@ -421,7 +417,7 @@ fn cast(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
         .ok_or_else(|| Error::invalid("Cast without DstT"))?;
     Ok(vec![imp.node1(
         ctx.name(),
-        Cast { to },
+        Cast::new(to),
         &[ctx.input(0)?],
     )?])
 }
@@ -521,7 +517,7 @@ fn size(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
         noop_with_empty_axes: false,
     };
     let n = imp.node1(&format!("{}/prod", ctx.name()), op, &[s])?;
-    Ok(vec![imp.node1(ctx.name(), Cast { to }, &[n])?])
+    Ok(vec![imp.node1(ctx.name(), Cast::new(to), &[n])?])
 }
 
 pub(super) fn register(r: &mut HashMap<&'static str, Builder>) {

@@ -263,7 +263,7 @@ fn arg_min(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     let i = imp.node1(&format!("{}/i64", ctx.name()), op, &[ctx.input(0)?])?;
     Ok(vec![imp.node1(
         ctx.name(),
-        crate::ops::array::Cast { to },
+        crate::ops::array::Cast::new(to),
         &[i],
     )?])
 }

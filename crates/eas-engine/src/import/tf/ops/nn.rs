@@ -535,7 +535,7 @@ fn resize(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
     if bilinear && xf.dtype != DType::F32 {
         x = imp.node1(
             &format!("{}/to_f32", ctx.name()),
-            Cast { to: DType::F32 },
+            Cast::new(DType::F32),
             &[x],
         )?;
     }
