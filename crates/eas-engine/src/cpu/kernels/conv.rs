@@ -944,16 +944,26 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
             }
             let srow = &plane[iy as usize * iw..][..iw];
             let off = (kj * wg.dilation) as isize - wg.pad_begin as isize;
-            if wg.stride == 1 && off >= 0 && off as usize + ow <= iw {
-                drow.copy_from_slice(&srow[off as usize..off as usize + ow]);
+            // Outputs ox in [lo, hi) read inside the row (0 <= ox*stride + off < iw); the
+            // padding on either side is zero. No per-element bounds test: with SAME padding
+            // every tap but the centre one has a padded edge, and tiny convs (TextCNN's
+            // Conv1d) spent a quarter of their run in that test.
+            let s = wg.stride as isize;
+            let lo = ((-off).max(0) + s - 1) / s;
+            let hi = ((iw as isize - off).max(0) + s - 1) / s;
+            let (lo, hi) = (lo.min(ow as isize) as usize, hi.min(ow as isize) as usize);
+            let hi = hi.max(lo);
+            drow[..lo].fill(T::ZERO);
+            drow[hi..].fill(T::ZERO);
+            let first = (lo as isize * s + off) as usize;
+            if wg.stride == 1 {
+                drow[lo..hi].copy_from_slice(&srow[first..first + (hi - lo)]);
             } else {
-                for (ox, d) in drow.iter_mut().enumerate() {
-                    let ix = (ox * wg.stride) as isize + off;
-                    *d = if ix >= 0 && (ix as usize) < iw {
-                        srow[ix as usize]
-                    } else {
-                        T::ZERO
-                    };
+                for (d, &v) in drow[lo..hi]
+                    .iter_mut()
+                    .zip(srow[first..].iter().step_by(wg.stride))
+                {
+                    *d = v;
                 }
             }
         }
@@ -1486,6 +1496,9 @@ mod tests {
             (4, 8, 4, 3, 2, 2, 2), // depthwise multiplier 2 (grouped path)
             (5, 3, 1, 1, 1, 1, 0), // pointwise
             (3, 2, 1, 2, 1, 2, 1), // dilation
+            (3, 4, 1, 3, 2, 1, 1), // im2col: stride 2 with padded edges
+            (2, 3, 1, 4, 3, 2, 2), // im2col: stride 3, dilation 2, padded edges
+            (2, 2, 1, 2, 2, 1, 3), // im2col: whole rows in the padding
         ];
         for (c, m, g, k, s, d, p) in cases {
             let xs = [2, c, 7, 6];
