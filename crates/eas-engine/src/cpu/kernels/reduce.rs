@@ -20,6 +20,37 @@ struct ReduceKernel {
 }
 
 fn reduce_t<T: Num>(op: ReduceOp, x: &[T], out: &mut [T], outer: usize, red: usize, inner: usize) {
+    // Order-exact reductions over a non-last axis: fold whole contiguous rows into the output
+    // row (the loop runs over `inner` and vectorizes) instead of striding down each column.
+    // Same accumulator start and the same order of `i` per element, so the same bits.
+    let rowwise = match op {
+        ReduceOp::Max | ReduceOp::Min | ReduceOp::Prod => true,
+        ReduceOp::Sum => !T::DTYPE.is_float(),
+        _ => false,
+    };
+    if rowwise && inner > 1 {
+        let init = match op {
+            ReduceOp::Max => T::lowest(),
+            ReduceOp::Min => T::highest(),
+            ReduceOp::Prod => T::ONE,
+            _ => T::ZERO,
+        };
+        for o in 0..outer {
+            let acc = &mut out[o * inner..][..inner];
+            acc.fill(init);
+            for i in 0..red {
+                let xr = &x[(o * red + i) * inner..][..inner];
+                let pairs = acc.iter_mut().zip(xr);
+                match op {
+                    ReduceOp::Max => pairs.for_each(|(a, &v)| *a = a.maximum(v)),
+                    ReduceOp::Min => pairs.for_each(|(a, &v)| *a = a.minimum(v)),
+                    ReduceOp::Prod => pairs.for_each(|(a, &v)| *a = a.mul(v)),
+                    _ => pairs.for_each(|(a, &v)| *a = a.add(v)),
+                }
+            }
+        }
+        return;
+    }
     for o in 0..outer {
         for j in 0..inner {
             let at = |i: usize| x[(o * red + i) * inner + j];
@@ -261,6 +292,66 @@ mod tests {
         assert!((l2.to_f64_vec()[0] - 55f64.sqrt()).abs() < 1e-5);
         let lse = red(ReduceOp::LogSumExp, vec![2], false);
         assert!((lse.to_f64_vec()[0] - (1f64 + 1f64.exp()).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn middle_axis_rowwise_matches_column_folds() {
+        use crate::dtype::Num;
+        // [outer 2, red 3, inner 5], with a NaN, infinities and integer wrap-around.
+        let (outer, red, inner) = (2, 3, 5);
+        let xf: Vec<f32> = (0..30)
+            .map(|i| match i {
+                7 => f32::NAN,
+                11 => f32::INFINITY,
+                23 => f32::NEG_INFINITY,
+                _ => ((i * 37 % 11) as f32 - 5.0) * 0.75,
+            })
+            .collect();
+        let xi: Vec<i32> = (0..30).map(|i| (i * 7919 % 2001) * 1_000_003 - 9).collect();
+        fn column<T: Num>(
+            op: ReduceOp,
+            x: &[T],
+            o: usize,
+            j: usize,
+            red: usize,
+            inner: usize,
+        ) -> T {
+            let mut acc = match op {
+                ReduceOp::Max => T::lowest(),
+                ReduceOp::Min => T::highest(),
+                ReduceOp::Prod => T::ONE,
+                _ => T::ZERO,
+            };
+            for i in 0..red {
+                let v = x[(o * red + i) * inner + j];
+                acc = match op {
+                    ReduceOp::Max => acc.maximum(v),
+                    ReduceOp::Min => acc.minimum(v),
+                    ReduceOp::Prod => acc.mul(v),
+                    _ => acc.add(v),
+                };
+            }
+            acc
+        }
+        for op in [ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod] {
+            let mut got = vec![0f32; outer * inner];
+            reduce_t(op, &xf, &mut got, outer, red, inner);
+            for (k, g) in got.iter().enumerate() {
+                let want = column(op, &xf, k / inner, k % inner, red, inner);
+                assert_eq!(g.to_bits(), want.to_bits(), "{op:?} at {k}");
+            }
+        }
+        for op in [ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod, ReduceOp::Sum] {
+            let mut got = vec![0i32; outer * inner];
+            reduce_t(op, &xi, &mut got, outer, red, inner);
+            for (k, g) in got.iter().enumerate() {
+                assert_eq!(
+                    *g,
+                    column(op, &xi, k / inner, k % inner, red, inner),
+                    "{op:?}"
+                );
+            }
+        }
     }
 
     #[test]
