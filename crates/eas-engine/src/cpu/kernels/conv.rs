@@ -955,6 +955,10 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
             let hi = hi.max(lo);
             drow[..lo].fill(T::ZERO);
             drow[hi..].fill(T::ZERO);
+            if lo == hi {
+                // Every tap of this row falls in the padding (`first` would lie outside it).
+                continue;
+            }
             let first = (lo as isize * s + off) as usize;
             if wg.stride == 1 {
                 drow[lo..hi].copy_from_slice(&srow[first..first + (hi - lo)]);
@@ -1519,6 +1523,43 @@ mod tests {
                     Tensor::from_vec(&xs, x).unwrap(),
                     Tensor::from_vec(&ws, w).unwrap(),
                     Tensor::from_vec(&[m], b).unwrap(),
+                ],
+            )
+            .unwrap()[0];
+            assert_close(got, &Tensor::from_vec(&os, want).unwrap(), 1e-5);
+        }
+    }
+
+    #[test]
+    fn im2col_rows_wholly_in_the_padding() {
+        // Inputs smaller than the kernel, padded on one side or both: some taps read only
+        // padding on some output rows and columns (the span to copy is empty and may start
+        // past the end of the row: SAME_UPPER-style end-only padding).
+        let cases = [
+            (1, 1, 3, 2, [2, 2, 2, 2]),
+            (2, 3, 2, 3, [2, 2, 2, 2]),
+            (1, 2, 3, 1, [2, 2, 2, 2]),
+            (1, 1, 3, 1, [0, 0, 2, 2]),
+            (2, 1, 3, 2, [0, 0, 1, 2]),
+        ];
+        for (h, w, k, s, p) in cases {
+            let (c, m) = (2, 3);
+            let xs = [1, c, h, w];
+            let ws = [m, c, k, k];
+            let x = lin(xs.iter().product(), 0.1);
+            let wv = lin(ws.iter().product(), 0.05);
+            let (want, os) = reference_hw(&x, xs, &wv, ws, None, [s, s], [1, 1], p, 1);
+            let op = Conv {
+                strides: vec![s, s],
+                dilations: vec![1, 1],
+                padding: Padding::Explicit(p.to_vec()),
+                group: 1,
+            };
+            let got = &eval_op(
+                &op,
+                &[
+                    Tensor::from_vec(&xs, x).unwrap(),
+                    Tensor::from_vec(&ws, wv).unwrap(),
                 ],
             )
             .unwrap()[0];
