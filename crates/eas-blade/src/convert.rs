@@ -23,6 +23,8 @@ pub fn aux_dtype(d: EDType) -> ADType {
         EDType::U64 => ADType::U64,
         EDType::Bool => ADType::Bool,
         EDType::F8E4M3FN | EDType::F8E4M3FNUZ | EDType::F8E5M2 | EDType::F8E5M2FNUZ => ADType::F32,
+        // Engine strings are byte strings.
+        EDType::String => ADType::Bytes,
     }
 }
 
@@ -114,6 +116,17 @@ pub fn from_engine(t: &ETensor) -> Result<ATensor, ConvertError> {
         EDType::U32 => ATensor::U32(array(t)?),
         EDType::U64 => ATensor::U64(array(t)?),
         EDType::Bool => ATensor::Bool(array(t)?),
+        EDType::String => {
+            let v: Vec<Vec<u8>> = t
+                .strings()
+                .map_err(|e| ConvertError(e.to_string()))?
+                .map(<[u8]>::to_vec)
+                .collect();
+            ATensor::Bytes(
+                ArrayD::from_shape_vec(IxDyn(t.shape()), v)
+                    .map_err(|e| ConvertError(e.to_string()))?,
+            )
+        }
         other => {
             return Err(ConvertError(format!(
                 "{other} tensors have no aux-data type"

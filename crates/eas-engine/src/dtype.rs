@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod narrow;
+pub(crate) mod string;
 pub use narrow::{F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, I4, U4, nibble_at, pack_nibbles};
 
 /// Element type of a tensor.
@@ -16,6 +17,10 @@ pub use narrow::{F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, I4, U4, nibble_at, pa
 /// The float8 formats and 4-bit integers are storage types: they import, cast (with ONNX's
 /// rounding and `saturate` rules) and move through data-movement ops; compute kernels refuse
 /// them (`is_storage_only` is true). 4-bit integers take one byte per element in memory.
+///
+/// `String` is ONNX's STRING: each element a byte string (ONNX does not promise UTF-8, so
+/// neither do we; see `tensor` for its storage). Strings are not a `Datum`: they go through
+/// Cast, Equal and the data-movement ops only, and every other kernel refuses them by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DType {
     F32,
@@ -37,10 +42,11 @@ pub enum DType {
     F8E5M2FNUZ,
     I4,
     U4,
+    String,
 }
 
 impl DType {
-    /// All dtypes, for tests and tables.
+    /// Every fixed-size (`Datum`) dtype, for tests and tables: all but `String`.
     pub const ALL: [DType; 19] = [
         DType::F32,
         DType::F16,
@@ -63,10 +69,12 @@ impl DType {
         DType::U4,
     ];
 
-    /// Bytes per element in memory (4-bit integers take a byte each).
+    /// Bytes per element in memory (4-bit integers take a byte each). For `String` it is
+    /// the fixed part of an element: its u64 length in a `Tensor`'s encoding, its u64 handle
+    /// in a plan (the bytes themselves live elsewhere; see `Tensor::from_strings`).
     pub fn size(self) -> usize {
         match self {
-            DType::F64 | DType::I64 | DType::U64 => 8,
+            DType::F64 | DType::I64 | DType::U64 | DType::String => 8,
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8
@@ -102,6 +110,7 @@ impl DType {
             DType::F8E5M2FNUZ => "f8e5m2fnuz",
             DType::I4 => "i4",
             DType::U4 => "u4",
+            DType::String => "string",
         }
     }
     /// Floating point, float8 storage formats included.
@@ -134,8 +143,13 @@ impl DType {
                 | DType::U4
         )
     }
+    /// Numbers: every dtype but bool and string.
     pub fn is_numeric(self) -> bool {
-        self != DType::Bool
+        !matches!(self, DType::Bool | DType::String)
+    }
+    /// ONNX STRING: byte strings, not numbers (Cast, Equal and data movement only).
+    pub fn is_string(self) -> bool {
+        self == DType::String
     }
     /// The float8 formats and 4-bit integers: Cast and data movement only.
     pub fn is_storage_only(self) -> bool {
@@ -599,6 +613,15 @@ macro_rules! dispatch_any {
                 type $T = $crate::dtype::U4;
                 $body
             }
+            // Strings are no `Datum`. Inside plans a string element is a u64 handle, so the
+            // arm binds that integer type: byte moves come out right, and every typed access
+            // (`as_slice::<u64>` of a string view) fails its dtype check instead of computing
+            // on handles. Kernels that reach here with strings are refused earlier anyway
+            // (`KernelRegistry::check_dtypes`).
+            $crate::DType::String => {
+                type $T = u64;
+                $body
+            }
         }
     };
 }
@@ -663,7 +686,8 @@ macro_rules! dispatch_numeric {
             | $crate::DType::F8E5M2
             | $crate::DType::F8E5M2FNUZ
             | $crate::DType::I4
-            | $crate::DType::U4 => $else,
+            | $crate::DType::U4
+            | $crate::DType::String => $else,
         }
     };
 }

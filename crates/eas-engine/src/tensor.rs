@@ -1,5 +1,13 @@
 //! Tensors: a dtype, a shape and 64-byte-aligned storage shared through an `Arc`, so cloning a
 //! tensor (a weight used by many nodes, a constant in a plan) never copies its data.
+//!
+//! String tensors (ONNX STRING) keep the same storage, holding a canonical encoding: for each
+//! element in row-major order, its length as a little-endian u64, then its bytes. Elements are
+//! byte strings (ONNX promises no encoding; a model's invalid UTF-8 is kept, not refused), and
+//! the encoding is validated whenever a tensor is made from outside bytes, so reading it back
+//! never fails. One encoding per value keeps `as_bytes`, equality and hashing meaningful (CSE
+//! and plan keys compare bytes), and zeroed storage is a tensor of empty strings, ONNX's
+//! default string. Plans do not compute on this encoding: see `cpu::strings`.
 
 use crate::dtype::{DType, Datum, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, I4, U4};
 use crate::{Error, Result};
@@ -71,6 +79,84 @@ pub struct Tensor {
     data: Arc<AlignedBytes>,
 }
 
+/// Checks that `bytes` is the encoding of exactly `n` strings (see the module doc).
+fn check_strings(bytes: &[u8], n: usize) -> Result<()> {
+    let mut it = StrIter { bytes, left: n };
+    for _ in 0..n {
+        if it.next().is_none() {
+            return Err(Error::invalid(format!(
+                "string tensor data does not hold {n} well-formed elements"
+            )));
+        }
+    }
+    if !it.bytes.is_empty() {
+        return Err(Error::invalid(format!(
+            "string tensor data has {} bytes past its {n} elements",
+            it.bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The elements of a string tensor's encoding, in order.
+#[derive(Clone, Debug)]
+pub struct StrIter<'a> {
+    bytes: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for StrIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let (len, rest) = self.bytes.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+        if len > rest.len() {
+            return None;
+        }
+        let (s, rest) = rest.split_at(len);
+        self.bytes = rest;
+        self.left -= 1;
+        Some(s)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// Builds the encoding of a string tensor element by element.
+#[derive(Default)]
+pub(crate) struct StrEncoder {
+    buf: Vec<u8>,
+    count: usize,
+}
+
+impl StrEncoder {
+    pub(crate) fn push(&mut self, s: &[u8]) {
+        self.buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.buf.extend_from_slice(s);
+        self.count += 1;
+    }
+    /// The tensor of the pushed elements; fails unless they fill `shape`.
+    pub(crate) fn finish(self, shape: &[usize]) -> Result<Tensor> {
+        if checked_volume(shape) != Some(self.count) {
+            return Err(Error::invalid(format!(
+                "shape {shape:?} does not hold {} strings",
+                self.count
+            )));
+        }
+        let mut data = AlignedBytes::zeroed(self.buf.len())?;
+        data.as_bytes_mut().copy_from_slice(&self.buf);
+        Ok(Tensor {
+            dtype: DType::String,
+            shape: shape.to_vec(),
+            data: Arc::new(data),
+        })
+    }
+}
+
 fn check_len(dtype: DType, shape: &[usize]) -> Result<usize> {
     checked_volume(shape)
         .and_then(|n| n.checked_mul(dtype.size()))
@@ -107,6 +193,30 @@ impl Tensor {
         Ok(t)
     }
 
+    /// A string tensor (`DType::String`) from its elements in row-major order; each element
+    /// is a byte string (`&str`, `String`, `&[u8]`, `Vec<u8>` ...).
+    pub fn from_strings<S: AsRef<[u8]>>(shape: &[usize], v: &[S]) -> Result<Tensor> {
+        let mut e = StrEncoder::default();
+        for s in v {
+            e.push(s.as_ref());
+        }
+        e.finish(shape)
+    }
+
+    /// The elements of a string tensor, in row-major order; fails for other dtypes.
+    pub fn strings(&self) -> Result<StrIter<'_>> {
+        if self.dtype != DType::String {
+            return Err(Error::dtype(
+                "tensor",
+                format!("asked for the strings of a {} tensor", self.dtype),
+            ));
+        }
+        Ok(StrIter {
+            bytes: self.as_bytes(),
+            left: self.len(),
+        })
+    }
+
     /// A rank-0 tensor.
     pub fn scalar<T: Datum>(v: T) -> Tensor {
         Tensor::from_slice(&[], &[v]).expect("a scalar always fits")
@@ -114,8 +224,21 @@ impl Tensor {
 
     /// From little-endian raw bytes (ONNX raw_data, safetensors), one element per
     /// `dtype.size()` bytes. Bools are normalized to 0/1 and 4-bit integers to their low
-    /// nibble (sign-extended for i4), so every stored byte is a valid element.
+    /// nibble (sign-extended for i4), so every stored byte is a valid element. For strings,
+    /// `bytes` is the encoding described in the module doc, checked element by element.
     pub fn from_raw_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        if dtype == DType::String {
+            let n = checked_volume(shape)
+                .ok_or_else(|| Error::invalid(format!("shape {shape:?} overflows")))?;
+            check_strings(bytes, n)?;
+            let mut data = AlignedBytes::zeroed(bytes.len())?;
+            data.as_bytes_mut().copy_from_slice(bytes);
+            return Ok(Tensor {
+                dtype,
+                shape: shape.to_vec(),
+                data: Arc::new(data),
+            });
+        }
         let len = check_len(dtype, shape)?;
         if len != bytes.len() {
             return Err(Error::invalid(format!(
@@ -159,17 +282,23 @@ impl Tensor {
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+    /// Number of elements.
     pub fn len(&self) -> usize {
+        if self.dtype == DType::String {
+            // The shape was checked against the encoding when the tensor was made.
+            return checked_volume(&self.shape).unwrap_or(0);
+        }
         self.data.len() / self.dtype.size()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Raw little-endian bytes.
+    /// Raw little-endian bytes (for strings, their encoding: see the module doc).
     pub fn as_bytes(&self) -> &[u8] {
         self.data.as_bytes()
     }
-    /// Mutable bytes (copy-on-write when shared). Bool data must stay 0/1.
+    /// Mutable bytes (copy-on-write when shared). Bool data must stay 0/1; string encodings
+    /// must stay well-formed (callers rewrite string tensors whole instead).
     pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
         Arc::make_mut(&mut self.data).as_bytes_mut()
     }
@@ -244,9 +373,29 @@ impl Tensor {
 
     /// `cast` with ONNX Cast's `saturate` flag: when false, values beyond a float8 target's
     /// range become NaN (±inf for f8e5m2) instead of ±max. Other targets ignore it.
+    ///
+    /// Casts to and from strings print and parse numbers as `dtype::string` describes; a
+    /// string that spells no number of the target type is an error.
     pub fn cast_with(&self, to: DType, saturate: bool) -> Result<Tensor> {
         if to == self.dtype {
             return Ok(self.clone());
+        }
+        if to == DType::String {
+            let mut e = StrEncoder::default();
+            crate::dispatch_any!(self.dtype, T => {
+                crate::dtype::string::format_all(self.as_slice::<T>()?, |s| e.push(s.as_bytes()))
+            });
+            return e.finish(&self.shape);
+        }
+        if self.dtype == DType::String {
+            let mut out = Tensor::zeros(to, &self.shape)?;
+            let strings = self.strings()?;
+            crate::dispatch_any!(to, T => {
+                for (o, s) in out.as_slice_mut::<T>()?.iter_mut().zip(strings) {
+                    *o = crate::dtype::string::parse::<T>(s)?;
+                }
+            });
+            return Ok(out);
         }
         let mut out = Tensor::zeros(to, &self.shape)?;
         cast_slice_bytes_with(
@@ -266,7 +415,9 @@ pub(crate) fn cast_slice_bytes(from: DType, src: &[u8], to: DType, dst: &mut [u8
     cast_slice_bytes_with(from, src, to, dst, true)
 }
 
-/// `cast_slice_bytes` with ONNX Cast's `saturate` flag (see `Tensor::cast_with`).
+/// `cast_slice_bytes` with ONNX Cast's `saturate` flag (see `Tensor::cast_with`). Neither
+/// dtype may be a string (their elements are not fixed-size; `Tensor::cast_with` and the
+/// Cast kernel convert strings).
 /// Integer to integer goes through i64 (exact, wrapping like a C cast; 4-bit targets clamp);
 /// anything involving a float goes through f64, which holds every source value exactly, so
 /// each conversion rounds once (to nearest even for float targets).
@@ -277,6 +428,10 @@ pub(crate) fn cast_slice_bytes_with(
     dst: &mut [u8],
     saturate: bool,
 ) {
+    debug_assert!(
+        !from.is_string() && !to.is_string(),
+        "strings reach cast_slice_bytes"
+    );
     if !saturate {
         // Only float8 targets distinguish; their encoder takes the flag directly.
         macro_rules! no_saturate {
@@ -344,6 +499,13 @@ impl PartialEq for Tensor {
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tensor<{}>{:?}", self.dtype, self.shape)?;
+        if let Ok(s) = self.strings() {
+            if self.len() <= 16 {
+                let v: Vec<_> = s.map(String::from_utf8_lossy).collect();
+                write!(f, " {v:?}")?;
+            }
+            return Ok(());
+        }
         if self.len() <= 16 {
             write!(f, " {:?}", self.to_f64_vec())?;
         }
@@ -357,6 +519,11 @@ impl fmt::Debug for Tensor {
 #[track_caller]
 pub fn assert_close(a: &Tensor, b: &Tensor, tol: f64) {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
+    if a.dtype() == DType::String || b.dtype() == DType::String {
+        // Strings have no tolerance: equal element by element, or not.
+        assert_eq!(a, b, "string tensors differ");
+        return;
+    }
     let m = crate::accuracy::OutputAccuracy::compare(
         &b.to_f64_vec(),
         &a.to_f64_vec(),

@@ -87,6 +87,18 @@ pub trait Kernel: Send + Sync + Debug {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()>;
+    /// Runs a step with string values, whose views hold u64 handles into `strings` (see
+    /// `cpu::strings`). Kernels that only move elements keep this default; kernels that read
+    /// or make strings (Cast, Equal) override it.
+    fn run_strings(
+        &self,
+        ctx: &mut KernelCtx,
+        _strings: &mut super::strings::StringTable,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        self.run(ctx, inputs, outputs)
+    }
 }
 
 /// Builds a kernel for an op given concrete input facts (constants included, so weights can

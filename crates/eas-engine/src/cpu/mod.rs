@@ -7,10 +7,12 @@ pub mod kernels;
 pub mod memory;
 mod plan;
 pub mod registry;
+pub mod strings;
 
 pub use kernel::{Kernel, KernelBuilder, KernelCtx, TensorView, TensorViewMut};
 pub use plan::eval_op;
 pub use registry::{KernelRegistry, kernels};
+pub use strings::StringTable;
 
 use crate::ir::Graph;
 use crate::tensor::Tensor;

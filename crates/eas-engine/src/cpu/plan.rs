@@ -6,6 +6,7 @@ use super::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete};
 use super::kernels::PAR_MIN_ELEMS;
 use super::memory::{self, BufferReq};
 use super::registry::kernels;
+use super::strings::StringTable;
 use crate::dtype::DType;
 use crate::ir::{Dim, Fact, Graph};
 use crate::ops::Op;
@@ -34,6 +35,16 @@ struct Step {
     kernel: Box<dyn Kernel>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
+    /// Reads or writes string values: runs through `Kernel::run_strings`.
+    strings: bool,
+}
+
+/// Where a string input or constant's elements come from; the plan writes their handles
+/// into the value's arena buffer when a run starts (see `cpu::strings`).
+#[derive(Debug)]
+enum StrSeed {
+    Input(usize),
+    Const(Tensor),
 }
 
 /// A runnable plan for one input signature.
@@ -48,6 +59,10 @@ pub(crate) struct Plan {
     shapes: Vec<Vec<usize>>,
     dtypes: Vec<DType>,
     outputs: Vec<usize>,
+    /// String inputs and constants the steps or outputs read, by value.
+    str_seeds: Vec<(usize, StrSeed)>,
+    /// Some value is a string: runs make a `StringTable`.
+    has_strings: bool,
     arena_bytes: usize,
     scratch_bytes: usize,
     /// No step reads or writes a tensor big enough for kernels to split (`PAR_MIN_ELEMS`):
@@ -146,12 +161,26 @@ fn eval_with_facts(
         .map(|f| Tensor::zeros(f.dtype, &concrete(f)?))
         .collect::<Result<Vec<_>>>()?;
     let mut scratch = AlignedBytes::zeroed(kernel.scratch_bytes())?;
+    // String inputs become handles into a table (a string output's zeroed storage already
+    // is its handle buffer: 8 bytes per element).
+    let mut strings = StringTable::new();
+    let mut handles: Vec<Option<AlignedBytes>> = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        handles.push(if t.dtype().is_string() {
+            let mut h = AlignedBytes::zeroed(t.len() * DType::String.size())?;
+            strings.seed(t, h.as_bytes_mut())?;
+            Some(h)
+        } else {
+            None
+        });
+    }
     let in_views: Vec<TensorView> = inputs
         .iter()
-        .map(|t| TensorView {
+        .zip(&handles)
+        .map(|(t, h)| TensorView {
             dtype: t.dtype(),
             shape: t.shape(),
-            bytes: t.as_bytes(),
+            bytes: h.as_ref().map_or(t.as_bytes(), |h| h.as_bytes()),
         })
         .collect();
     let shapes: Vec<Vec<usize>> = out_tensors.iter().map(|t| t.shape().to_vec()).collect();
@@ -173,7 +202,13 @@ fn eval_with_facts(
         scratch: scratch.as_bytes_mut(),
         threads: super::kernels::pool_threads(),
     };
-    kernel.run(&mut ctx, &in_views, &mut out_views)?;
+    kernel.run_strings(&mut ctx, &mut strings, &in_views, &mut out_views)?;
+    drop(out_views);
+    for t in out_tensors.iter_mut() {
+        if t.dtype().is_string() {
+            *t = strings.tensor(t.as_bytes(), t.shape())?;
+        }
+    }
     Ok(out_tensors)
 }
 
@@ -324,6 +359,10 @@ impl Plan {
                 .map_err(|e| e.at_node(&n.name))?;
             let kernel =
                 builder(n.op.as_ref(), &in_facts, &out_facts).map_err(|e| e.at_node(&n.name))?;
+            let strings = in_facts
+                .iter()
+                .chain(&out_facts)
+                .any(|f| f.dtype.is_string());
             for (&v, f) in n.outputs.iter().zip(out_facts) {
                 facts[v.index()] = Some(f);
             }
@@ -333,6 +372,7 @@ impl Plan {
                 kernel,
                 inputs: n.inputs.iter().map(|v| v.index()).collect(),
                 outputs: n.outputs.iter().map(|v| v.index()).collect(),
+                strings,
             });
         }
 
@@ -369,6 +409,31 @@ impl Plan {
         for o in g.outputs() {
             last[o.value.index()] = steps.len();
         }
+        // String inputs and constants that steps or outputs read get arena buffers too: the
+        // handles each run seeds there (see `cpu::strings`).
+        let mut read = vec![false; nv];
+        for step in &steps {
+            for &v in &step.inputs {
+                read[v] = true;
+            }
+        }
+        for o in g.outputs() {
+            read[o.value.index()] = true;
+        }
+        let mut str_seeds = Vec::new();
+        for v in 0..nv {
+            if !dtypes[v].is_string() || !read[v] || def[v] != usize::MAX {
+                continue;
+            }
+            let seed = match &locs[v] {
+                Loc::Input(i) => StrSeed::Input(*i),
+                Loc::Const(t) => StrSeed::Const(t.clone()),
+                _ => continue,
+            };
+            def[v] = 0;
+            str_seeds.push((v, seed));
+        }
+        let has_strings = dtypes.iter().any(|d| d.is_string());
         let arena_values: Vec<usize> = (0..nv).filter(|&v| def[v] != usize::MAX).collect();
         let reqs: Vec<BufferReq> = arena_values
             .iter()
@@ -422,6 +487,8 @@ impl Plan {
             shapes,
             dtypes,
             outputs: g.outputs().iter().map(|o| o.value.index()).collect(),
+            str_seeds,
+            has_strings,
             arena_bytes,
             scratch_bytes: scratch_bytes.div_ceil(64) * 64,
             serial,
@@ -490,6 +557,22 @@ impl Plan {
         mut times: Option<&mut [std::time::Duration]>,
     ) -> Result<Vec<Tensor>> {
         let base = arena.as_bytes_mut().as_mut_ptr();
+        let mut strings = StringTable::new();
+        if self.has_strings {
+            for (v, seed) in &self.str_seeds {
+                let Loc::Arena { offset, len } = self.locs[*v] else {
+                    return Err(Error::invalid("a string seed has no arena buffer"));
+                };
+                // SAFETY: the seed's buffer lies inside the arena; no step has run yet, so
+                // nothing else refers to it.
+                let handles = unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) };
+                let t = match seed {
+                    StrSeed::Input(i) => &inputs[*i],
+                    StrSeed::Const(t) => t,
+                };
+                strings.seed(t, handles)?;
+            }
+        }
         let view = |v: usize| -> TensorView<'_> {
             let bytes: &[u8] = match &self.locs[v] {
                 Loc::Input(i) => inputs[*i].as_bytes(),
@@ -538,16 +621,22 @@ impl Plan {
                 for (slot, &v) in outs.iter_mut().zip(&step.outputs) {
                     *slot = out_view(v);
                 }
-                step.kernel.run(
-                    &mut ctx,
-                    &ins[..step.inputs.len()],
-                    &mut outs[..step.outputs.len()],
-                )
+                let (ins, outs) = (&ins[..step.inputs.len()], &mut outs[..step.outputs.len()]);
+                if step.strings {
+                    step.kernel.run_strings(&mut ctx, &mut strings, ins, outs)
+                } else {
+                    step.kernel.run(&mut ctx, ins, outs)
+                }
             } else {
                 let ins: Vec<TensorView> = step.inputs.iter().map(|&v| view(v)).collect();
                 let mut outs: Vec<TensorViewMut> =
                     step.outputs.iter().map(|&v| out_view(v)).collect();
-                step.kernel.run(&mut ctx, &ins, &mut outs)
+                if step.strings {
+                    step.kernel
+                        .run_strings(&mut ctx, &mut strings, &ins, &mut outs)
+                } else {
+                    step.kernel.run(&mut ctx, &ins, &mut outs)
+                }
             };
             result.map_err(|e| e.at_node(&step.node))?;
             if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
@@ -561,7 +650,11 @@ impl Plan {
                 Loc::Const(t) => Ok(t.clone()),
                 _ => {
                     let vw = view(v);
-                    Tensor::from_raw_bytes(vw.dtype, vw.shape, vw.bytes)
+                    if vw.dtype.is_string() {
+                        strings.tensor(vw.bytes, vw.shape)
+                    } else {
+                        Tensor::from_raw_bytes(vw.dtype, vw.shape, vw.bytes)
+                    }
                 }
             })
             .collect()

@@ -13,6 +13,8 @@ pub struct KernelRegistry {
     map: HashMap<TypeId, KernelBuilder>,
     /// Ops whose kernels only move or convert elements, so they take every dtype.
     any_dtype: HashSet<TypeId>,
+    /// Ops whose kernels take string values (handles, see `cpu::strings`).
+    strings: HashSet<TypeId>,
 }
 
 impl KernelRegistry {
@@ -25,12 +27,30 @@ impl KernelRegistry {
         self.insert::<T>(b);
         self.any_dtype.insert(TypeId::of::<T>());
     }
+    /// Lets an already registered kernel take string values: it moves elements by size
+    /// (string handles are 8-byte elements) or reads strings through `Kernel::run_strings`.
+    pub fn allow_strings<T: Op>(&mut self) {
+        self.strings.insert(TypeId::of::<T>());
+    }
     pub fn get(&self, op: &dyn Op) -> Option<KernelBuilder> {
         self.map.get(&op.as_any().type_id()).copied()
     }
     /// Refuses, by name, a storage-only dtype reaching a compute kernel (before the kernel's
     /// own dtype dispatch would, with a less precise message).
+    /// Strings likewise reach only the kernels that `allow_strings`.
     pub fn check_dtypes(&self, op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<()> {
+        let id = op.as_any().type_id();
+        if !self.strings.contains(&id) && inputs.iter().chain(outputs).any(|f| f.dtype.is_string())
+        {
+            return Err(Error::dtype(
+                op.name(),
+                format!(
+                    "{} does not take string tensors (strings go through Cast, Equal and the \
+                     data-movement ops only)",
+                    op.name()
+                ),
+            ));
+        }
         if self.any_dtype.contains(&op.as_any().type_id()) {
             return Ok(());
         }

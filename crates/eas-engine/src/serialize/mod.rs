@@ -59,8 +59,11 @@ struct OutputJson {
 /// Safetensors dtype of a stored tensor. Safetensors has no 4-bit integers: i4/u4 tensors
 /// are stored one element per byte as I8/U8 (values -8..=7 / 0..=15), and `model.json`'s
 /// fact of the value says they are i4/u4 (`load` checks the range and restores the type).
+/// Nor has it strings: a string tensor is stored as the U8 vector of its encoding (see
+/// `tensor`), its fact giving dtype and shape; `load` validates the encoding against them.
 fn st_dtype(d: DType) -> StDtype {
     match d {
+        DType::String => StDtype::U8,
         DType::F32 => StDtype::F32,
         DType::F16 => StDtype::F16,
         DType::BF16 => StDtype::BF16,
@@ -108,9 +111,23 @@ fn from_st_dtype(d: StDtype) -> Result<DType> {
     })
 }
 
-/// A stored I8/U8 weight declared i4/u4 by its fact: checks every element is in range and
-/// gives it the 4-bit type (see `st_dtype`).
-fn restore_4bit(t: Tensor, want: DType, key: &str) -> Result<Tensor> {
+/// A stored I8/U8 weight declared i4/u4 or string by its fact: checks every element is in
+/// range (or the encoding well-formed) and gives it the declared type (see `st_dtype`).
+fn restore_narrow(t: Tensor, fact: &Fact, key: &str) -> Result<Tensor> {
+    let want = fact.dtype;
+    if want == DType::String {
+        let shape = fact
+            .shape
+            .as_known()
+            .ok_or_else(|| Error::invalid(format!("string weight {key:?} has no known shape")))?;
+        if t.dtype() != DType::U8 || t.rank() != 1 {
+            return Err(Error::invalid(format!(
+                "string weight {key:?} must be stored as a U8 vector"
+            )));
+        }
+        return Tensor::from_raw_bytes(DType::String, &shape, t.as_bytes())
+            .map_err(|e| Error::invalid(format!("string weight {key:?}: {e}")));
+    }
     let ok = match (t.dtype(), want) {
         (DType::I8, DType::I4) => t.as_bytes().iter().all(|&b| (-8..=7).contains(&(b as i8))),
         (DType::U8, DType::U4) => t.as_bytes().iter().all(|&b| b <= 15),
@@ -124,14 +141,26 @@ fn restore_4bit(t: Tensor, want: DType, key: &str) -> Result<Tensor> {
     Tensor::from_raw_bytes(want, t.shape(), t.as_bytes())
 }
 
-struct StView<'a>(&'a Tensor);
+/// A tensor as safetensors stores it: its own shape, or for strings the encoding's length.
+struct StView<'a>(&'a Tensor, Vec<usize>);
+
+impl<'a> StView<'a> {
+    fn new(t: &'a Tensor) -> Self {
+        let shape = if t.dtype() == DType::String {
+            vec![t.as_bytes().len()]
+        } else {
+            t.shape().to_vec()
+        };
+        StView(t, shape)
+    }
+}
 
 impl View for StView<'_> {
     fn dtype(&self) -> StDtype {
         st_dtype(self.0.dtype())
     }
     fn shape(&self) -> &[usize] {
-        self.0.shape()
+        &self.1
     }
     fn data(&self) -> Cow<'_, [u8]> {
         Cow::Borrowed(self.0.as_bytes())
@@ -174,7 +203,7 @@ pub fn save(g: &Graph, dir: &Path) -> Result<()> {
         .map(|(id, v)| {
             let weight = v.fact.konst.as_ref().map(|t| {
                 let key = id.to_string();
-                weights.push((key.clone(), StView(t)));
+                weights.push((key.clone(), StView::new(t)));
                 key
             });
             ValueJson {
@@ -348,7 +377,7 @@ pub fn load(dir: &Path) -> Result<Graph> {
                 let t = weights.remove(&key).ok_or_else(|| {
                     Error::invalid(format!("weight {key:?} of value {:?} is missing", v.name))
                 })?;
-                let t = restore_4bit(t, fact.dtype, &key)?;
+                let t = restore_narrow(t, &fact, &key)?;
                 if t.dtype() != fact.dtype || Some(t.shape().to_vec()) != fact.shape.as_known() {
                     return Err(Error::invalid(format!(
                         "weight {key:?} does not match its declared type {fact:?}"

@@ -660,10 +660,57 @@ impl Kernel for CastKernel {
     }
 }
 
+/// Cast to or from strings: numbers print and parse as `dtype::string` describes; a string
+/// that spells no number of the target type fails the run with its text.
+#[derive(Debug)]
+struct StringCastKernel {
+    from: DType,
+    to: DType,
+}
+
+impl Kernel for StringCastKernel {
+    fn run(&self, _: &mut KernelCtx, _: &[TensorView], _: &mut [TensorViewMut]) -> Result<()> {
+        Err(Error::invalid("Cast of strings runs with a string table"))
+    }
+    fn run_strings(
+        &self,
+        _: &mut KernelCtx,
+        strings: &mut crate::cpu::StringTable,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        use crate::cpu::strings::{handles, handles_mut};
+        if self.to.is_string() {
+            let out = handles_mut(outputs[0].bytes);
+            let mut i = 0;
+            crate::dispatch_any!(self.from, T => {
+                crate::dtype::string::format_all(inputs[0].as_slice::<T>()?, |s| {
+                    out[i] = strings.push(s.as_bytes().to_vec().into());
+                    i += 1;
+                })
+            });
+        } else {
+            let src = handles(inputs[0].bytes);
+            crate::dispatch_any!(self.to, T => {
+                for (o, &h) in outputs[0].as_slice_mut::<T>()?.iter_mut().zip(src) {
+                    *o = crate::dtype::string::parse::<T>(strings.get(h)?)?;
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
 fn cast(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let c = op_as::<Cast>(op)?;
     if c.to == inputs[0].dtype {
         return Ok(Box::new(CopyKernel));
+    }
+    if c.to.is_string() || inputs[0].dtype.is_string() {
+        return Ok(Box::new(StringCastKernel {
+            from: inputs[0].dtype,
+            to: c.to,
+        }));
     }
     Ok(Box::new(CastKernel {
         from: inputs[0].dtype,
@@ -1020,6 +1067,23 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<Where>(where_);
     r.insert::<Range>(range);
     r.insert::<Pad>(pad);
+    // These move elements by size (a string is an 8-byte handle in plans) or, for Cast,
+    // convert through the run's string table.
+    r.allow_strings::<Identity>();
+    r.allow_strings::<Reshape>();
+    r.allow_strings::<Flatten>();
+    r.allow_strings::<Squeeze>();
+    r.allow_strings::<Unsqueeze>();
+    r.allow_strings::<Transpose>();
+    r.allow_strings::<Slice>();
+    r.allow_strings::<Expand>();
+    r.allow_strings::<Tile>();
+    r.allow_strings::<Concat>();
+    r.allow_strings::<Split>();
+    r.allow_strings::<Gather>();
+    r.allow_strings::<ShapeOf>();
+    r.allow_strings::<Cast>();
+    r.allow_strings::<Where>();
 }
 
 #[cfg(test)]

@@ -656,6 +656,9 @@ pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<EyeLike>(eye_like);
     r.insert::<Compress>(compress);
     r.insert::<GatherNd>(gather_nd);
+    // Both copy rows of `esize` bytes: string handles move like any 8-byte element.
+    r.allow_strings::<Compress>();
+    r.allow_strings::<GatherNd>();
     r.insert::<ScatterNd>(scatter_nd);
     r.insert::<ScatterElements>(scatter_elements);
 }
