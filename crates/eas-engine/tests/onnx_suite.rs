@@ -250,6 +250,27 @@ fn compare(got: &Tensor, want: &Tensor) -> Result<Tier, String> {
             want.shape()
         ));
     }
+    if let (Ok(a), Ok(b)) = (got.strings(), want.strings()) {
+        // Strings compare exactly, byte for byte.
+        return match a.zip(b).position(|(x, y)| x != y) {
+            None => Ok(Tier::Default),
+            Some(i) => {
+                let at = |t: &Tensor| {
+                    let s = t
+                        .strings()
+                        .ok()
+                        .and_then(|mut s| s.nth(i))
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(s).into_owned()
+                };
+                Err(format!(
+                    "element {i}: {:?} instead of {:?}",
+                    at(got),
+                    at(want)
+                ))
+            }
+        };
+    }
     if !want.dtype().is_float() {
         return match (0..got.len()).find(|&i| got.to_i64_vec()[i] != want.to_i64_vec()[i]) {
             None => Ok(Tier::Default),

@@ -91,11 +91,12 @@ fn constant(c: &mut NodeCtx) -> Result<Vec<ValueId>> {
         Tensor::scalar(i)
     } else if let Some(v) = c.attr_opt::<Vec<i64>>("value_ints")? {
         Tensor::from_vec(&[v.len()], v)?
-    } else if c.has_attr("sparse_value")
-        || c.has_attr("value_string")
-        || c.has_attr("value_strings")
-    {
-        return Err(Error::unsupported("Constant with a sparse or string value"));
+    } else if let Some(a) = c.node.attribute.iter().find(|a| a.name == "value_string") {
+        Tensor::from_strings(&[], &[&a.s])?
+    } else if let Some(a) = c.node.attribute.iter().find(|a| a.name == "value_strings") {
+        Tensor::from_strings(&[a.strings.len()], &a.strings)?
+    } else if c.has_attr("sparse_value") {
+        return Err(Error::unsupported("Constant with a sparse value"));
     } else {
         return Err(c.err("Constant without a value"));
     };

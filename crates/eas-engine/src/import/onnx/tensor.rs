@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
 /// ONNX element type <-> DType, one table for both directions.
-const DTYPES: [(i32, DType); 19] = [
+const DTYPES: [(i32, DType); 20] = [
     (dt::FLOAT, DType::F32),
     (dt::UINT8, DType::U8),
     (dt::INT8, DType::I8),
@@ -28,6 +28,7 @@ const DTYPES: [(i32, DType); 19] = [
     (dt::FLOAT8E5M2FNUZ, DType::F8E5M2FNUZ),
     (dt::UINT4, DType::U4),
     (dt::INT4, DType::I4),
+    (dt::STRING, DType::String),
 ];
 
 /// ONNX element type -> DType.
@@ -36,7 +37,6 @@ pub fn dtype_from_onnx(t: i32) -> Result<DType> {
         return Ok(d);
     }
     Err(Error::unsupported(match t {
-        dt::STRING => "string tensors".to_string(),
         dt::COMPLEX64 | dt::COMPLEX128 => format!("complex tensors (ONNX element type {t})"),
         other => format!("ONNX element type {other}"),
     }))
@@ -163,6 +163,9 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: Option<&Path>) -> Result<Te
     let shape = shape_of(t)?;
     let n = checked_volume(&shape)
         .ok_or_else(|| Error::invalid(format!("tensor {:?} shape overflows", t.name)))?;
+    if dtype == DType::String {
+        return strings_from_proto(t, &shape, n);
+    }
     let bytes_len = stored_len(dtype, n).ok_or_else(|| Error::invalid("tensor too large"))?;
     let four_bit = matches!(dtype, DType::I4 | DType::U4);
     let from_raw = |raw: &[u8]| {
@@ -272,8 +275,37 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: Option<&Path>) -> Result<Te
     }
 }
 
-/// Tensor -> TensorProto (raw_data; 4-bit types packed two per byte), for tests and writers.
+/// A STRING TensorProto: its elements are in `string_data`, as bytes (ONNX allows neither
+/// raw_data nor external data for strings). Bytes are kept as they are, UTF-8 or not.
+fn strings_from_proto(t: &TensorProto, shape: &[usize], n: usize) -> Result<Tensor> {
+    if t.data_location == 1 || !t.raw_data.is_empty() {
+        return Err(Error::invalid(format!(
+            "string tensor {:?} must keep its elements in string_data (not raw or external data)",
+            t.name
+        )));
+    }
+    if t.string_data.len() != n {
+        return Err(Error::invalid(format!(
+            "tensor {:?}: shape {shape:?} needs {n} strings, found {}",
+            t.name,
+            t.string_data.len()
+        )));
+    }
+    Tensor::from_strings(shape, &t.string_data)
+}
+
+/// Tensor -> TensorProto (raw_data; 4-bit types packed two per byte; strings in
+/// string_data), for tests and writers.
 pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
+    if let Ok(strings) = t.strings() {
+        return TensorProto {
+            dims: t.shape().iter().map(|&d| d as i64).collect(),
+            data_type: dt::STRING,
+            name: name.to_string(),
+            string_data: strings.map(<[u8]>::to_vec).collect(),
+            ..Default::default()
+        };
+    }
     let raw_data = match t.dtype() {
         DType::I4 | DType::U4 => pack_nibbles(t.as_bytes().iter().copied()),
         _ => t.as_bytes().to_vec(),
@@ -337,6 +369,33 @@ mod tests {
     }
 
     #[test]
+    fn strings_come_from_string_data_as_bytes() {
+        let mut p = proto(dt::STRING, &[2, 2]);
+        p.string_data = vec![b"a".to_vec(), vec![], b"\xff\xfe".to_vec(), b"NaN".to_vec()];
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(t.dtype(), DType::String);
+        let got: Vec<&[u8]> = t.strings().unwrap().collect();
+        assert_eq!(got, [&b"a"[..], b"", b"\xff\xfe", b"NaN"]);
+        assert_eq!(
+            tensor_from_proto(&tensor_to_proto("t", &t), None).unwrap(),
+            t
+        );
+        // Wrong counts and raw_data are refused, not guessed at.
+        p.string_data.pop();
+        assert!(
+            tensor_from_proto(&p, None)
+                .unwrap_err()
+                .to_string()
+                .contains("needs 4 strings")
+        );
+        let mut p = proto(dt::STRING, &[1]);
+        p.raw_data = vec![1, 2];
+        assert!(tensor_from_proto(&p, None).is_err());
+        let empty = tensor_from_proto(&proto(dt::STRING, &[0, 3]), None).unwrap();
+        assert_eq!((empty.len(), empty.shape()), (0, &[0usize, 3][..]));
+    }
+
+    #[test]
     fn typed_fields_of_the_new_dtypes() {
         let mut p = proto(dt::UINT64, &[2]);
         p.uint64_data = vec![u64::MAX, 3];
@@ -356,9 +415,7 @@ mod tests {
         let t = tensor_from_proto(&p, None).unwrap();
         assert_eq!(t.to_f64_vec(), vec![1.0, -448.0]);
         assert_eq!(t.as_slice::<F8E4M3FN>().unwrap()[1].to_bits(), 0xFE);
-        // Strings and complex numbers are refused by name.
-        let e = tensor_from_proto(&proto(dt::STRING, &[1]), None).unwrap_err();
-        assert!(e.to_string().contains("string"), "{e}");
+        // Complex numbers are refused by name.
         let e = tensor_from_proto(&proto(dt::COMPLEX64, &[1]), None).unwrap_err();
         assert!(e.to_string().contains("complex"), "{e}");
     }
