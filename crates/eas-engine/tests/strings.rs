@@ -218,3 +218,34 @@ fn artifact_round_trips_string_constants() {
     assert!(e.contains("string"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn equal_compares_strings_with_broadcasting_and_add_refuses_them() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::String, &[2, 2]));
+    let y = g.add_const("y", strs(&[2], &["a", "\u{3b1}"]));
+    let e = g
+        .add_node1("eq", Binary::new(BinOp::Equal), &[x, y])
+        .unwrap();
+    g.set_outputs(&[e]);
+    let m = model(g);
+    let out = m
+        .run(&[strs(&[2, 2], &["a", "a", "b", "\u{3b1}"])])
+        .unwrap();
+    assert_eq!(
+        out[0].as_slice::<bool>().unwrap(),
+        &[true, false, false, true]
+    );
+
+    let mut g = Graph::new();
+    let x = g.add_input("x", Fact::known(DType::String, &[2]));
+    let r = g.add_node1("add", Binary::new(BinOp::Add), &[x, x]);
+    let e = r
+        .and_then(|s| {
+            g.set_outputs(&[s]);
+            CpuModel::new(g, CpuOptions::default()).map(|_| ())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("string"), "{e}");
+}

@@ -237,6 +237,37 @@ impl Kernel for BinaryKernel {
     }
 }
 
+/// Equal on strings: byte-for-byte equality of the strings behind the handles.
+#[derive(Debug)]
+struct StringEqualKernel {
+    plan: BroadcastPlan,
+}
+
+impl Kernel for StringEqualKernel {
+    fn run(&self, _: &mut KernelCtx, _: &[TensorView], _: &mut [TensorViewMut]) -> Result<()> {
+        Err(Error::invalid("Equal of strings runs with a string table"))
+    }
+    fn run_strings(
+        &self,
+        _: &mut KernelCtx,
+        strings: &mut crate::cpu::StringTable,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        use crate::cpu::strings::handles;
+        let (a, b) = (handles(inputs[0].bytes), handles(inputs[1].bytes));
+        // Check every handle first, so the comparison below cannot meet a bad one.
+        for &h in a.iter().chain(b) {
+            strings.get(h)?;
+        }
+        let strings = &*strings;
+        let o = outputs[0].as_slice_mut::<bool>()?;
+        self.plan
+            .apply(a, b, o, |x, y| strings.get(x).ok() == strings.get(y).ok());
+        Ok(())
+    }
+}
+
 fn build(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kernel>> {
     let op = op_as::<Binary>(op)?;
     let plan = BroadcastPlan::new(
@@ -244,6 +275,18 @@ fn build(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kerne
         &concrete(&inputs[1])?,
         &concrete(&outputs[0])?,
     );
+    if inputs.iter().any(|f| f.dtype.is_string()) {
+        if op.op != BinOp::Equal {
+            return Err(Error::dtype(
+                op.op.name(),
+                format!(
+                    "{} does not take string tensors (of the binary ops only Equal does)",
+                    op.op.name()
+                ),
+            ));
+        }
+        return Ok(Box::new(StringEqualKernel { plan }));
+    }
     Ok(Box::new(BinaryKernel {
         op: op.op,
         dtype: inputs[0].dtype,
@@ -253,6 +296,8 @@ fn build(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kerne
 
 pub(crate) fn register(r: &mut KernelRegistry) {
     r.insert::<Binary>(build);
+    // Equal compares strings; `build` refuses them for every other binary op.
+    r.allow_strings::<Binary>();
 }
 
 #[cfg(test)]
