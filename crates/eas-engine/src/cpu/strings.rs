@@ -21,6 +21,8 @@ use std::borrow::Cow;
 /// The strings of one run (or one constant-folding evaluation), by handle.
 #[derive(Debug)]
 pub struct StringTable<'a> {
+    /// The strings of handles 1, 2, ...; handle 0 is the empty string. A new table holds no
+    /// allocation, so numeric plans (which never push) allocate nothing for it.
     items: Vec<Cow<'a, [u8]>>,
 }
 
@@ -33,14 +35,15 @@ impl Default for StringTable<'_> {
 impl<'a> StringTable<'a> {
     /// A table holding only handle 0, the empty string.
     pub fn new() -> Self {
-        StringTable {
-            items: vec![Cow::Borrowed(&[])],
-        }
+        StringTable { items: Vec::new() }
     }
 
     /// The string of a handle; an unknown handle is an error.
     pub fn get(&self, h: u64) -> Result<&[u8]> {
-        usize::try_from(h)
+        if h == 0 {
+            return Ok(&[]);
+        }
+        usize::try_from(h - 1)
             .ok()
             .and_then(|i| self.items.get(i))
             .map(|s| s.as_ref())
@@ -53,7 +56,7 @@ impl<'a> StringTable<'a> {
             return 0;
         }
         self.items.push(s);
-        (self.items.len() - 1) as u64
+        self.items.len() as u64
     }
 
     /// Adds the elements of a string tensor (borrowed, not copied) and writes their handles
@@ -107,6 +110,7 @@ mod tests {
         assert_eq!(handles(h.as_bytes())[1], 0, "empty strings are handle 0");
         assert_eq!(table.tensor(h.as_bytes(), &[3]).unwrap(), t);
         assert!(table.get(99).is_err());
+        assert_eq!(table.get(2).unwrap(), b"ccc", "empty strings take no slot");
         let zeros = AlignedBytes::zeroed(16).unwrap();
         let empty = table.tensor(zeros.as_bytes(), &[2]).unwrap();
         assert_eq!(empty, Tensor::from_strings(&[2], &["", ""]).unwrap());
