@@ -1,6 +1,7 @@
-//! A convolution with its epilogue fused in: bias, an optional residual add and an
-//! activation, applied while the output is still in cache. Made by `passes::FuseConv`
-//! from `Conv -> [Add] -> activation` chains; never produced by importers.
+//! A convolution with its epilogue fused in: bias, an optional residual add, an activation
+//! and an optional scalar affine map, applied while the output is still in cache. Made by
+//! `passes::FuseConv` from `Conv -> [Add] -> activation -> [Mul] -> [Add]` chains; never
+//! produced by importers.
 
 use super::{Conv, Op, OpRegistry, UnaryOp, de, expect_inputs};
 use crate::ir::{Dim, Fact};
@@ -51,14 +52,27 @@ impl Activation {
     }
 }
 
-/// `act(conv(x, w) + bias [+ residual])`. Inputs: x, w, bias [M] (always present; the
-/// pass adds zeros for a conv without one), and, when `residual`, a tensor of the output's
-/// exact shape. Same layout, attributes and output as `conv`.
+/// `v * scale + shift` on every output after the activation: a multiply then an add, each
+/// rounded, exactly the unfused `Mul` by a scalar and `Add` of a scalar (PP-LCNetV3's
+/// learnable affine block `w0 * act(x) + w1`). A lone `Mul` is `shift = -0.0` and a lone
+/// `Add` is `scale = 1.0`, both of which change no bit. f32 outputs only.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PostAffine {
+    pub scale: f32,
+    pub shift: f32,
+}
+
+/// `post(act(conv(x, w) + bias [+ residual]))`. Inputs: x, w, bias [M] (always present;
+/// the pass adds zeros for a conv without one), and, when `residual`, a tensor of the
+/// output's exact shape. Same layout, attributes and output as `conv`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FusedConv {
     pub conv: Conv,
     pub act: Activation,
     pub residual: bool,
+    /// Applied after `act`; absent from artifacts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post: Option<PostAffine>,
 }
 
 impl Op for FusedConv {
@@ -69,6 +83,19 @@ impl Op for FusedConv {
         let n = 3 + usize::from(self.residual);
         expect_inputs(self.name(), inputs, n, n)?;
         let out = self.conv.infer(&inputs[..3])?;
+        if let Some(p) = self.post
+            && (out[0].dtype != crate::dtype::DType::F32
+                || !p.scale.is_finite()
+                || !p.shift.is_finite())
+        {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "a post affine map ({} * v + {}) needs finite constants and an f32 output, not {}",
+                    p.scale, p.shift, out[0].dtype
+                ),
+            ));
+        }
         if self.residual {
             let (r, o) = (inputs[3], &out[0]);
             let same =
@@ -128,6 +155,16 @@ mod tests {
                 },
                 act,
                 residual: true,
+                post: None,
+            };
+            let back = registry().build(op.name(), &op.attrs()).unwrap();
+            assert_eq!(back.downcast_ref::<FusedConv>(), Some(&op));
+            let op = FusedConv {
+                post: Some(PostAffine {
+                    scale: 0.5,
+                    shift: -0.0,
+                }),
+                ..op
             };
             let back = registry().build(op.name(), &op.attrs()).unwrap();
             assert_eq!(back.downcast_ref::<FusedConv>(), Some(&op));

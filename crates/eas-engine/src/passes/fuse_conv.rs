@@ -4,16 +4,19 @@ use super::Pass;
 use crate::Result;
 use crate::dtype::DType;
 use crate::ir::{Dim, Graph, NodeId, Patch, ValueId};
-use crate::ops::{Activation, BinOp, Binary, Conv, FusedConv, Op, Unary, UnaryOp};
+use crate::ops::{Activation, BinOp, Binary, Conv, FusedConv, Op, PostAffine, Unary, UnaryOp};
 use crate::tensor::Tensor;
 
-/// Rewrites `Conv -> [Add(residual)] -> [activation]` (at least one of the two) into one
-/// `FusedConv`. The activation is a supported `Unary` (Relu, Clip, LeakyRelu,
-/// HardSigmoid, HardSwish, Sigmoid, Swish), `x * Sigmoid(x)` (Swish), or the ONNX
-/// HardSwish decomposition `x * Clip(x + 3, 0, 6) / 6`. A residual is fused only when its
-/// shape provably equals the conv output's (no broadcasting). Every intermediate value
-/// must have its only uses inside the pattern and not be a graph output. f32/f64 only.
-/// Run it after BN/affine folding, which needs the bare Conv.
+/// Rewrites `Conv -> [Add(residual)] -> [activation] -> [Mul(s)] -> [Add(t)]` (a residual
+/// or an activation at least) into one `FusedConv`. The activation is a supported `Unary`
+/// (Relu, Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid, Swish), `x * Sigmoid(x)`
+/// (Swish), or the ONNX HardSwish decomposition `x * Clip(x + 3, 0, 6) / 6`. A residual is
+/// fused only when its shape provably equals the conv output's (no broadcasting). `s` and
+/// `t` are finite f32 scalar constants (any rank up to the output's, all dims 1), `Add(t)`
+/// may also be `Sub(t)` with the value on the left; they become the `PostAffine` map
+/// (f32 only). Every intermediate value must have its only uses inside the pattern and not
+/// be a graph output. f32/f64 only. Run it after BN/affine folding, which needs the bare
+/// Conv (an affine map right after a Conv folds into its weights there).
 pub struct FuseConv;
 
 impl Pass for FuseConv {
@@ -36,6 +39,7 @@ struct Match {
     conv: NodeId,
     residual: Option<ValueId>,
     act: Activation,
+    post: Option<PostAffine>,
     /// Nodes replaced besides the conv.
     nodes: Vec<NodeId>,
     /// The value the fused node replaces.
@@ -147,13 +151,74 @@ fn match_epilogue(g: &Graph, users: &Users, conv: NodeId) -> Option<Match> {
         None if residual.is_some() => Activation::Identity,
         None => return None,
     };
+    let post = match_post(g, users, &mut cur, &mut nodes);
     Some(Match {
         conv,
         residual,
         act,
+        post,
         nodes,
         last: cur,
     })
+}
+
+/// The finite f32 scalar `v` holds when it is a constant whose broadcast against a rank
+/// `rank` value changes no shape.
+fn scalar_f32(g: &Graph, v: ValueId, rank: usize) -> Option<f32> {
+    let t = g.konst(v)?;
+    if t.dtype() != DType::F32 || t.len() != 1 || t.rank() > rank {
+        return None;
+    }
+    let s = t.as_slice::<f32>().ok()?[0];
+    s.is_finite().then_some(s)
+}
+
+/// `Mul(v, s)`, then `Add(_, t)` / `Sub(_, t)`, either or both, on an f32 `v` (advancing
+/// `cur` past them): the map `v * s + t` (`s = 1` or `t = -0.0` when one is missing; both
+/// change no bit).
+fn match_post(
+    g: &Graph,
+    users: &Users,
+    cur: &mut ValueId,
+    nodes: &mut Vec<NodeId>,
+) -> Option<PostAffine> {
+    let fact = g.fact(*cur);
+    if fact.dtype != DType::F32 {
+        return None;
+    }
+    let rank = fact.rank();
+    let mut post = PostAffine {
+        scale: 1.0,
+        shift: -0.0,
+    };
+    let mut found = false;
+    if let Some(n) = users.single(*cur)
+        && binary(g, n, BinOp::Mul)
+        && let Some(s) = other_input(g, n, *cur).and_then(|k| scalar_f32(g, k, rank))
+    {
+        post.scale = s;
+        nodes.push(n);
+        *cur = g.node(n).outputs[0];
+        found = true;
+    }
+    if let Some(n) = users.single(*cur) {
+        let ins = &g.node(n).inputs;
+        let shift = if binary(g, n, BinOp::Add) {
+            other_input(g, n, *cur).and_then(|k| scalar_f32(g, k, rank))
+        } else if binary(g, n, BinOp::Sub) && ins.len() == 2 && ins[0] == *cur && ins[1] != *cur {
+            // v - t == v + (-t), bit for bit.
+            scalar_f32(g, ins[1], rank).map(|t| -t)
+        } else {
+            None
+        };
+        if let Some(t) = shift {
+            post.shift = t;
+            nodes.push(n);
+            *cur = g.node(n).outputs[0];
+            found = true;
+        }
+    }
+    found.then_some(post)
 }
 
 /// An activation applied to `v` (its only uses), and the value it produces.
@@ -238,6 +303,7 @@ fn build_patch(g: &Graph, conv: &Conv, m: Match) -> Result<Patch> {
         conv: conv.clone(),
         act: m.act,
         residual: m.residual.is_some(),
+        post: m.post,
     };
     let fused = p.add_node(n.name.clone(), Box::new(op) as Box<dyn Op>, &inputs);
     p.substitute(m.last, Patch::out(fused, 0));
@@ -356,6 +422,50 @@ mod tests {
         let back = crate::serialize::load(dir.path()).unwrap();
         assert_eq!(back.op_histogram().get("FusedConv"), Some(&6));
         close(run(back));
+    }
+
+    /// PP-LCNetV3's `w0 * act(conv(x)) + w1` (scalar constants of any rank), a lone `Sub`
+    /// after a residual, and a `Mul` by a non-scalar (not fused): bit for bit the unfused
+    /// graph (Relu and Clip are exact; the affine map is a multiply then an add).
+    #[test]
+    fn fuses_a_scalar_affine_after_the_activation() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 4, 6, 7]));
+        let c1 = conv(&mut g, "c1", x, 4, 4, true);
+        let r1 = un(&mut g, "r1", UnaryOp::Relu, c1);
+        let w0 = g.add_const("w0", Tensor::from_vec(&[1], vec![0.8125f32]).unwrap());
+        let w1 = g.add_const("w1", Tensor::scalar(-0.3f32));
+        let m1 = bin(&mut g, "m1", BinOp::Mul, w0, r1);
+        let a1 = bin(&mut g, "a1", BinOp::Add, m1, w1);
+        let c2 = conv(&mut g, "c2", a1, 4, 4, true);
+        let s2 = bin(&mut g, "s2", BinOp::Add, c2, x);
+        let k = g.add_const("k", Tensor::from_vec(&[1, 1, 1, 1], vec![0.25f32]).unwrap());
+        let d2 = bin(&mut g, "d2", BinOp::Sub, s2, k);
+        let c3 = conv(&mut g, "c3", d2, 4, 4, true);
+        let r3 = un(&mut g, "r3", UnaryOp::Clip { min: 0.0, max: 6.0 }, c3);
+        let v = g.add_const("v", Tensor::from_vec(&[4, 1, 1], vec![0.5f32; 4]).unwrap());
+        let m3 = bin(&mut g, "m3", BinOp::Mul, r3, v);
+        g.set_outputs(&[m3]);
+        let want = run(g.clone());
+        let mut f = g.clone();
+        optimize(&mut f, &[Box::new(FuseConv)]).unwrap();
+        let h = f.op_histogram();
+        assert_eq!(h.get("FusedConv"), Some(&3), "{h:?}");
+        assert_eq!(h.get("Mul"), Some(&1), "{h:?}");
+        assert_eq!(f.node_count(), 4, "{h:?}");
+        let posts: Vec<Option<PostAffine>> = f
+            .nodes()
+            .filter_map(|(_, n)| n.op.downcast_ref::<FusedConv>())
+            .map(|op| op.post)
+            .collect();
+        let p = |scale, shift| Some(PostAffine { scale, shift });
+        assert!(posts.contains(&p(0.8125, -0.3)), "{posts:?}");
+        assert!(posts.contains(&p(1.0, -0.25)), "{posts:?}");
+        assert!(posts.contains(&None), "{posts:?}");
+        assert_eq!(run(f.clone()), want);
+        let dir = tempfile::tempdir().unwrap();
+        crate::serialize::save(&f, dir.path()).unwrap();
+        assert_eq!(run(crate::serialize::load(dir.path()).unwrap()), want);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod fuse_conv;
 mod fuse_matmul;
 mod fuse_transformer;
 mod identity;
+mod sink_squeeze;
 mod transpose;
 
 pub use const_fold::ConstFold;
@@ -26,6 +27,7 @@ pub use fuse_conv::FuseConv;
 pub use fuse_matmul::FuseMatMul;
 pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
 pub use identity::RemoveIdentities;
+pub use sink_squeeze::SinkSqueeze;
 pub use transpose::TransposeOpt;
 
 /// A graph transformation. Returns whether it changed the graph.
@@ -41,6 +43,7 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(ConstFold::default()),
         Box::new(Declutter),
         Box::new(TransposeOpt),
+        Box::new(SinkSqueeze),
         Box::new(FoldPad),
         Box::new(FoldConvAffine),
         // Before any conv/matmul epilogue fusion, which may absorb the fused activations.

@@ -129,6 +129,13 @@ unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], st: &TileStore) {
                             _mm512_div_ps(_mm512_mul_ps(v, t), six)
                         }
                     };
+                    if let Some((scale, shift)) = st.post {
+                        // Multiply then add (no FMA): the unfused Mul and Add round twice.
+                        v = _mm512_add_ps(
+                            _mm512_mul_ps(v, _mm512_set1_ps(scale)),
+                            _mm512_set1_ps(shift),
+                        );
+                    }
                 }
                 _mm512_mask_storeu_ps(crow.add(off), mask, v);
             }

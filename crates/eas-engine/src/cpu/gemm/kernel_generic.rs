@@ -74,6 +74,9 @@ pub(crate) unsafe fn kernel<const R: usize>(
                         #[allow(clippy::manual_clamp)]
                         Act::HardSwish => v * (v + 3.0).max(0.0).min(6.0) / 6.0,
                     };
+                    if let Some((scale, shift)) = st.post {
+                        v = v * scale + shift;
+                    }
                 }
                 *c = v;
             }

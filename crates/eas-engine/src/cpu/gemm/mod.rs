@@ -82,7 +82,8 @@ pub enum Bias<'a> {
 
 /// What happens to each output, in this order:
 /// `v = alpha * (A B)`; `v += beta * C_old` (when `beta` is set); `v += bias`;
-/// `v += residual`; `v = act(v)`.
+/// `v += residual`; `v = act(v)`; `v = v * scale + shift` (when `post` is set; a multiply
+/// then an add, each rounded, like the unfused `Mul` and `Add`).
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     pub alpha: f32,
@@ -92,6 +93,9 @@ pub struct Epilogue<'a> {
     /// A matrix like C: element (i, j) at `i*rs + j` (`len >= (m-1)*rs + n`).
     pub residual: Option<(&'a [f32], usize)>,
     pub act: Activation<'a>,
+    /// `Some((scale, shift))`: an affine map after the activation (PP-LCNetV3's learnable
+    /// `w0 * act(x) + w1`).
+    pub post: Option<(f32, f32)>,
 }
 
 impl Default for Epilogue<'_> {
@@ -102,6 +106,7 @@ impl Default for Epilogue<'_> {
             bias: Bias::None,
             residual: None,
             act: Activation::None,
+            post: None,
         }
     }
 }
@@ -134,6 +139,8 @@ pub(crate) struct TileStore {
     pub res: *const f32,
     pub res_rs: isize,
     pub act: Act,
+    /// `v = v * scale + shift` after `act` (last depth block only).
+    pub post: Option<(f32, f32)>,
 }
 
 /// Which microkernel family runs.
@@ -616,14 +623,26 @@ impl Job<'_> {
                                 },
                                 res_rs,
                                 act,
+                                // After a `Map` activation, which runs after the store.
+                                post: if matches!(ep.act, Activation::Map(_)) {
+                                    None
+                                } else {
+                                    ep.post
+                                },
                             };
                             (self.kernels[rows - 1])(kc, ap, bp, &st);
                             if last && let Activation::Map(f) = ep.act {
                                 for r in 0..rows {
-                                    f(std::slice::from_raw_parts_mut(
+                                    let row = std::slice::from_raw_parts_mut(
                                         st.c.offset(r as isize * self.c_rs),
                                         cols,
-                                    ));
+                                    );
+                                    f(row);
+                                    if let Some((scale, shift)) = ep.post {
+                                        for v in row {
+                                            *v = *v * scale + shift;
+                                        }
+                                    }
                                 }
                             }
                         }

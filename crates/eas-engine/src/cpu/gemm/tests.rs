@@ -46,6 +46,8 @@ struct Case {
     bias: u8,
     residual: bool,
     act: Act2,
+    /// `v * 0.75 - 0.25` after the activation.
+    post: bool,
     isa: Isa,
     threads: usize,
 }
@@ -113,6 +115,9 @@ fn check(cs: Case) {
                 Act2::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
                 Act2::Map => v.tanh(),
             };
+            if cs.post {
+                v = v * 0.75 - 0.25;
+            }
             want[i * n + j] = v;
         }
     }
@@ -163,6 +168,7 @@ fn check(cs: Case) {
             Act2::HardSwish => Activation::HardSwish,
             Act2::Map => Activation::Map(f),
         },
+        post: cs.post.then_some((0.75, -0.25)),
     };
     let mut c = c0.clone();
     let mut scratch = vec![0u8; scratch_bytes(m, n, k, pa.is_some(), pb.is_some(), cs.threads) + 3];
@@ -226,6 +232,7 @@ fn base(m: usize, n: usize, k: usize, isa: Isa) -> Case {
         bias: 0,
         residual: false,
         act: Act2::None,
+        post: false,
         isa,
         threads: 1,
     }
@@ -298,6 +305,7 @@ fn every_epilogue_matches_reference() {
                             bias,
                             residual,
                             act,
+                            post: bias != 1,
                             lb: Layout::Packed,
                             ..base(m, n, k, isa)
                         });
@@ -324,6 +332,7 @@ fn two_threads_split_n_and_m() {
                     bias: 1,
                     residual: true,
                     act: Act2::Map,
+                    post: true,
                     ..base(m, n, k, isa)
                 });
             }

@@ -18,7 +18,7 @@ use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Datum, Float, Num};
 use crate::ir::Fact;
 use crate::ops::conv::{AxisGeom, geometry};
-use crate::ops::{Activation, Conv, FusedConv, GlobalPool, Op, Pool, PoolKind};
+use crate::ops::{Activation, Conv, FusedConv, GlobalPool, Op, Pool, PoolKind, PostAffine};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -230,6 +230,52 @@ fn gemm_act(act: Activation) -> Option<sg::Activation<'static>> {
         Activation::HardSwish => sg::Activation::HardSwish,
         Activation::Sigmoid | Activation::Swish => return None,
     })
+}
+
+/// A fused conv's kernel followed by its `PostAffine` map, for the paths whose store does
+/// not apply it (depthwise, Winograd, N-d, transposed pointwise): one pass over the output
+/// while it is still warm, instead of the unfused Mul and Add steps.
+#[derive(Debug)]
+struct WithPost {
+    inner: Box<dyn Kernel>,
+    post: PostAffine,
+}
+
+impl Kernel for WithPost {
+    fn scratch_bytes(&self) -> usize {
+        self.inner.scratch_bytes()
+    }
+    fn work(&self) -> Option<usize> {
+        self.inner.work()
+    }
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        self.inner.run(ctx, inputs, outputs)?;
+        apply_post(self.post, outputs[0].as_slice_mut::<f32>()?);
+        Ok(())
+    }
+}
+
+/// `v = v * scale + shift`, a multiply then an add (the unfused Mul and Add).
+fn apply_post(p: PostAffine, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Simd::detect() == Simd::Avx512 {
+        #[target_feature(enable = "avx512f")]
+        fn go(p: PostAffine, o: &mut [f32]) {
+            for v in o {
+                *v = *v * p.scale + p.shift;
+            }
+        }
+        // SAFETY: the CPU has AVX-512F (Simd::detect).
+        return unsafe { go(p, o) };
+    }
+    for v in o {
+        *v = *v * p.scale + p.shift;
+    }
 }
 
 // ---- padded, phase-split rows (depthwise conv and pools) ----
@@ -602,6 +648,9 @@ struct ConvKernel {
     act: Activation,
     /// Input 3 is added to the output before the activation.
     residual: bool,
+    /// Applied after the activation in the packed GEMM's store (`post_in_store`); the
+    /// builder wraps the other paths in `WithPost` instead.
+    post: Option<PostAffine>,
     simd: Simd,
     /// f32 weights packed once at plan time, one per group (empty: pack per call).
     packed_w: Vec<sg::PackedA>,
@@ -618,6 +667,16 @@ struct ConvKernel {
 }
 
 impl ConvKernel {
+    /// Whether every run goes through the packed GEMM with its epilogue in the store (f32
+    /// weights packed at plan time, not transposed, a non-empty depth), which then
+    /// applies `post` too.
+    fn post_in_store(&self) -> bool {
+        !self.depthwise
+            && self.packed_wt.is_none()
+            && self.packed_w.len() == self.group
+            && self.col_rows() > 0
+    }
+
     /// im2col buffer bytes, rounded so the GEMM's scratch after it starts aligned.
     fn col_bytes(&self) -> usize {
         if self.pointwise || self.depthwise {
@@ -710,6 +769,7 @@ impl ConvKernel {
                         },
                         residual: res.and_then(as_f32).map(|r| (r, op)),
                         act: gemm_act(act).unwrap_or(sg::Activation::Map(&map)),
+                        post: self.post.map(|p| (p.scale, p.shift)),
                         ..sg::Epilogue::default()
                     };
                     in_store = true;
@@ -1060,6 +1120,7 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         depthwise,
         act: Activation::Identity,
         residual: false,
+        post: None,
         simd: Simd::detect(),
         packed_w: Vec::new(),
         packed_wt: None,
@@ -1130,15 +1191,29 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
 fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let f = op_as::<FusedConv>(op)?;
     if inputs[0].rank() > 4 {
-        return super::conv_nd::build(&f.conv, inputs, f.act, f.residual);
+        let k = super::conv_nd::build(&f.conv, inputs, f.act, f.residual)?;
+        return Ok(with_post(k, f.post));
     }
     if let Some(k) = super::winograd::build(&f.conv, inputs, f.act, f.residual)? {
-        return Ok(Box::new(k));
+        return Ok(with_post(Box::new(k), f.post));
     }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;
     k.residual = f.residual;
-    Ok(Box::new(k))
+    Ok(match f.post {
+        Some(p) if k.post_in_store() => {
+            k.post = Some(p);
+            Box::new(k)
+        }
+        post => with_post(Box::new(k), post),
+    })
+}
+
+fn with_post(inner: Box<dyn Kernel>, post: Option<PostAffine>) -> Box<dyn Kernel> {
+    match post {
+        Some(post) => Box::new(WithPost { inner, post }),
+        None => inner,
+    }
 }
 
 // ---- pools ----
@@ -1343,24 +1418,85 @@ struct GlobalPoolKernel {
     dtype: DType,
     max: bool,
     plane: usize,
+    simd: Simd,
 }
 
-fn global_t<T: Float>(max: bool, plane: usize, x: &[T], out: &mut [T]) {
+/// `v` when it is larger than `a` or NaN (NaN propagates), else `a`: the max rule of the
+/// unfused reduction.
+#[inline(always)]
+fn max_pick<T: Float>(a: T, v: T) -> T {
+    if v > a || v.is_nan() { v } else { a }
+}
+
+/// Lanes of independent accumulators: the plane is folded 16 (max) or 8 (f64 sum) values at
+/// a time, so the loop vectorizes and no single dependency chain bounds it (a sequential
+/// f64 sum is one 4-cycle add per element).
+const MAX_LANES: usize = 16;
+const SUM_LANES: usize = 8;
+
+/// The plane's maximum. The same value as a sequential fold; only when the maximum is a
+/// zero present with both signs may the sign differ (`max` does not order -0 and +0).
+#[inline(always)]
+fn plane_max<T: Float>(p: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); MAX_LANES];
+    let mut chunks = p.chunks_exact(MAX_LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = max_pick(*a, v);
+        }
+    }
+    let m = acc.iter().fold(T::neg_infinity(), |m, &a| max_pick(m, a));
+    chunks.remainder().iter().fold(m, |m, &v| max_pick(m, v))
+}
+
+/// The plane's sum in f64 (lanes, then the lanes pairwise): a different order than a
+/// sequential f64 sum, so the f32 mean may differ from it in the last bit in rare
+/// double-rounding ties.
+#[inline(always)]
+fn plane_sum<T: Float>(p: &[T]) -> f64 {
+    let mut acc = [0f64; SUM_LANES];
+    let mut chunks = p.chunks_exact(SUM_LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += Datum::to_f64(v);
+        }
+    }
+    let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    chunks
+        .remainder()
+        .iter()
+        .fold(s, |s, &v| s + Datum::to_f64(v))
+}
+
+#[inline(always)]
+fn global_impl<T: Float>(max: bool, plane: usize, x: &[T], out: &mut [T]) {
+    for (o, p) in out.iter_mut().zip(x.chunks(plane)) {
+        *o = if max {
+            plane_max(p)
+        } else {
+            <T as Datum>::from_f64(plane_sum(p) / plane as f64)
+        };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn global_avx512<T: Float>(max: bool, plane: usize, x: &[T], out: &mut [T]) {
+    global_impl(max, plane, x, out)
+}
+
+fn global_t<T: Float>(simd: Simd, max: bool, plane: usize, x: &[T], out: &mut [T]) {
     if plane == 0 {
         out.fill(T::nan());
         return;
     }
-    for (o, p) in out.iter_mut().zip(x.chunks(plane)) {
-        *o = if max {
-            p.iter().copied().fold(
-                T::neg_infinity(),
-                |a, v| if v > a || v.is_nan() { v } else { a },
-            )
-        } else {
-            let s = p.iter().fold(0f64, |a, &v| a + Datum::to_f64(v));
-            <T as Datum>::from_f64(s / plane as f64)
-        };
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: the CPU has AVX-512F (Simd::detect).
+        return unsafe { global_avx512(max, plane, x, out) };
     }
+    let _ = simd;
+    global_impl(max, plane, x, out)
 }
 
 impl Kernel for GlobalPoolKernel {
@@ -1371,7 +1507,7 @@ impl Kernel for GlobalPoolKernel {
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
         crate::dispatch_float!(self.dtype, T => {
-            global_t::<T>(self.max, self.plane, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
+            global_t::<T>(self.simd, self.max, self.plane, inputs[0].as_slice()?, outputs[0].as_slice_mut()?);
             Ok(())
         }, else => Err(Error::dtype("GlobalPool", format!("{}", self.dtype))))
     }
@@ -1384,6 +1520,7 @@ fn global_pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kerne
         dtype: inputs[0].dtype,
         max: p.max,
         plane: x[2..].iter().product(),
+        simd: Simd::detect(),
     }))
 }
 
@@ -1650,6 +1787,42 @@ mod tests {
         assert_eq!(gmp.as_slice::<f32>().unwrap(), &[9.]);
     }
 
+    /// Global pools on planes of every length around the lane counts, both ISAs: the max
+    /// equals a sequential fold (NaN included), the mean the f64 sequential sum's mean
+    /// within one f32 rounding.
+    #[test]
+    fn global_pools_match_a_sequential_fold() {
+        for simd in [Simd::Base, Simd::detect()] {
+            for plane in [1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 2048] {
+                let c = 3;
+                let mut x: Vec<f32> = (0..c * plane)
+                    .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.013)
+                    .collect();
+                // A NaN in the last channel's plane.
+                x[2 * plane + plane / 2] = f32::NAN;
+                let (mut gmax, mut gavg) = (vec![0f32; c], vec![0f32; c]);
+                global_t(simd, true, plane, &x, &mut gmax);
+                global_t(simd, false, plane, &x, &mut gavg);
+                for (ch, p) in x.chunks(plane).enumerate() {
+                    let want = p.iter().copied().fold(f32::NEG_INFINITY, |a, v| {
+                        if v > a || v.is_nan() { v } else { a }
+                    });
+                    assert_eq!(gmax[ch].to_bits(), want.to_bits(), "{simd:?} {plane} {ch}");
+                    let mean = (p.iter().map(|&v| v as f64).sum::<f64>() / plane as f64) as f32;
+                    if mean.is_nan() {
+                        assert!(gavg[ch].is_nan());
+                    } else {
+                        assert!(
+                            (gavg[ch] - mean).abs() <= mean.abs() * f32::EPSILON,
+                            "{simd:?} {plane} {ch}: {} vs {mean}",
+                            gavg[ch]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     type DwCase = (
         usize,
         usize,
@@ -1834,6 +2007,7 @@ mod tests {
                             conv: conv.clone(),
                             act,
                             residual,
+                            post: None,
                         };
                         let mut fins = ins.clone();
                         if residual {
@@ -1863,6 +2037,77 @@ mod tests {
         }
     }
 
+    /// The post affine map on every conv path (packed GEMM store, transposed pointwise,
+    /// depthwise, Winograd, N-d), with and without a residual: bit for bit the fused conv
+    /// without it followed by `v * s` and `+ t` in f32.
+    #[test]
+    fn fused_conv_post_affine_matches_mul_then_add_on_every_path() {
+        let vals = |n: usize, s: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i * 29 % 31) as f32 - 15.0) * s).collect()
+        };
+        // (x shape, w shape, group, pads): 3x3 im2col, pointwise, transposed pointwise
+        // (depth >= 512, 7x7 plane), depthwise 5x5, 3x3 stride 1 (Winograd when it pays),
+        // 3-D.
+        let cases: [(Vec<usize>, Vec<usize>, usize, usize); 6] = [
+            (vec![1, 8, 9, 10], vec![16, 8, 3, 3], 1, 0),
+            (vec![1, 24, 6, 20], vec![40, 24, 1, 1], 1, 0),
+            (vec![1, 512, 7, 7], vec![96, 512, 1, 1], 1, 0),
+            (vec![1, 16, 12, 20], vec![16, 1, 5, 5], 16, 2),
+            (vec![1, 32, 16, 16], vec![32, 32, 3, 3], 1, 1),
+            (vec![1, 4, 5, 6, 7], vec![8, 4, 3, 3, 3], 1, 1),
+        ];
+        let post = PostAffine {
+            scale: 0.8125,
+            shift: -0.3,
+        };
+        for (xs, ws, group, pad) in cases {
+            let rank = xs.len();
+            let m = ws[0];
+            let x = Tensor::from_vec(&xs, vals(xs.iter().product(), 0.07)).unwrap();
+            let w = Tensor::from_vec(&ws, vals(ws.iter().product(), 0.05)).unwrap();
+            let b = Tensor::from_vec(&[m], vals(m, 0.1)).unwrap();
+            let conv = Conv {
+                strides: vec![1; rank - 2],
+                dilations: vec![1; rank - 2],
+                padding: Padding::Explicit(vec![pad; 2 * (rank - 2)]),
+                group,
+            };
+            for (act, residual) in [
+                (Activation::HardSwish, false),
+                (Activation::Relu, true),
+                (Activation::Swish, false),
+            ] {
+                let plain = FusedConv {
+                    conv: conv.clone(),
+                    act,
+                    residual,
+                    post: None,
+                };
+                let mut ins = vec![x.clone(), w.clone(), b.clone()];
+                if residual {
+                    let z = eval_op(&conv, &ins).unwrap().remove(0);
+                    ins.push(Tensor::from_vec(z.shape(), vals(z.len(), 0.02)).unwrap());
+                }
+                let want: Vec<f32> = eval_op(&plain, &ins).unwrap()[0]
+                    .as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|&v| v * post.scale + post.shift)
+                    .collect();
+                let fused = FusedConv {
+                    post: Some(post),
+                    ..plain
+                };
+                let got = eval_op(&fused, &ins).unwrap().remove(0);
+                assert_eq!(
+                    got.as_slice::<f32>().unwrap(),
+                    &want[..],
+                    "{xs:?} {ws:?} {act:?} residual {residual}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn fused_conv_rejects_a_mismatched_residual() {
         let op = FusedConv {
@@ -1874,6 +2119,7 @@ mod tests {
             },
             act: Activation::Relu,
             residual: true,
+            post: None,
         };
         let ins = [
             Tensor::from_vec(&[1, 1, 3, 3], vec![1f32; 9]).unwrap(),

@@ -376,6 +376,7 @@ mod tests {
             conv,
             act: Activation::Relu,
             residual: true,
+            post: None,
         };
         let got = &eval_op(&f, &[x, w, b, res.clone()]).unwrap()[0];
         let want: Vec<f32> = plain

@@ -181,6 +181,47 @@ fn f32_batches(
         bytes_as::<f32>(b),
         bytes_as_mut::<f32>(dst),
     );
+    // Several GEMMs (attention heads): whole GEMMs per thread, one fork-join for all of them,
+    // instead of splitting each small GEMM's tiles between the threads.
+    let t = threads.min(batches.len());
+    let one = gemm::scratch_bytes(s.m, s.n, s.k, false, packed_b.is_some(), 1);
+    if t > 1 && scratch.len() >= t * one {
+        use rayon::prelude::*;
+        /// The destination, shared: each batch writes its own disjoint block of it.
+        struct Dst(*mut f32);
+        // SAFETY: see above; batches' output blocks are disjoint.
+        unsafe impl Sync for Dst {}
+        let dp = Dst(d.as_mut_ptr());
+        let dp = &dp;
+        return scratch[..t * one]
+            .par_chunks_mut(one)
+            .enumerate()
+            .try_for_each(|(ti, buf)| {
+                let part = &batches[batches.len() * ti / t..batches.len() * (ti + 1) / t];
+                for &(oa, ob, od) in part {
+                    // SAFETY: as in the sequential loop below; batch blocks are disjoint.
+                    unsafe {
+                        let bop = match packed_b {
+                            Some(p) => Operand::Packed(p),
+                            None => Operand::Strided(strided(b.as_ptr().add(ob), s.b_rs, s.b_cs)),
+                        };
+                        gemm::sgemm(
+                            s.m,
+                            s.n,
+                            s.k,
+                            Operand::Strided(strided(a.as_ptr().add(oa), s.a_rs, s.a_cs)),
+                            bop,
+                            dp.0.add(od),
+                            s.dst_rs,
+                            ep,
+                            buf,
+                            1,
+                        )?;
+                    }
+                }
+                Ok(())
+            });
+    }
     for &(oa, ob, od) in batches {
         // SAFETY: offsets and strides were validated against the shapes at plan time.
         unsafe {
@@ -288,12 +329,16 @@ fn run_gemms(
     Ok(())
 }
 
-/// Scratch of one GEMM: f16/bf16 f32 copies (`elems` = a + b + dst elements) plus the f32
-/// GEMM's packing space for the plan's pool.
-fn gemm_scratch(dtype: DType, s: &GemmShape, elems: usize, b_packed: bool) -> usize {
+/// Scratch of `nb` GEMMs: f16/bf16 f32 copies (`elems` = a + b + dst elements) plus the
+/// f32 GEMM's packing space for the plan's pool (for several GEMMs, enough for each thread
+/// to run whole GEMMs alone).
+fn gemm_scratch(dtype: DType, s: &GemmShape, elems: usize, b_packed: bool, nb: usize) -> usize {
     let pack = match dtype {
         DType::F32 | DType::F16 | DType::BF16 => {
-            gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, super::pool_threads())
+            let t = super::pool_threads();
+            let split = gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, t);
+            let whole = gemm::scratch_bytes(s.m, s.n, s.k, false, b_packed, 1) * t.min(nb);
+            if nb > 1 { split.max(whole) } else { split }
         }
         _ => 0,
     };
@@ -480,6 +525,7 @@ fn matmul(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Kern
         &shape,
         a.iter().product::<usize>() + b.iter().product::<usize>() + out_elems,
         packed_b.is_some(),
+        batches.len(),
     );
     Ok(Box::new(MatMulKernel {
         dtype: dt,
@@ -587,7 +633,7 @@ fn gemm_op(op: &dyn Op, inputs: &[Fact], outputs: &[Fact]) -> Result<Box<dyn Ker
         alpha: g.alpha,
         beta: g.beta,
         c,
-        scratch: gemm_scratch(dt, &shape, m * k + k * n + m * n, packed_b.is_some()),
+        scratch: gemm_scratch(dt, &shape, m * k + k * n + m * n, packed_b.is_some(), 1),
         packed_b,
     }))
 }
@@ -736,7 +782,7 @@ fn fused_matmul(op: &dyn Op, inputs: &[Fact], _outputs: &[Fact]) -> Result<Box<d
     };
     let packed_b = pack_const_b(DType::F32, &inputs[1], &shape, true)?;
     Ok(Box::new(FusedMatMulKernel {
-        scratch: gemm_scratch(DType::F32, &shape, 0, packed_b.is_some()),
+        scratch: gemm_scratch(DType::F32, &shape, 0, packed_b.is_some(), 1),
         shape,
         packed_b,
         act: f.activation,
@@ -898,6 +944,34 @@ mod tests {
             vec![a.clone(), b.clone()]
         };
         m.run(&ins).unwrap().remove(0)
+    }
+
+    /// Attention-like batched MatMul (5 heads, B varies per batch): whole GEMMs per thread
+    /// at two threads give the same bits as one thread, and match a naive product.
+    #[test]
+    fn batched_matmul_splits_batches_between_threads() {
+        let (h, m, k, n) = (5, 70, 40, 66);
+        let a = Tensor::from_vec(&[h, m, k], lin(h * m * k, 0.01)).unwrap();
+        let b = Tensor::from_vec(&[h, k, n], lin(h * k * n, 0.02)).unwrap();
+        let one = run_graph(MatMul, &a, &b, false, 1);
+        let two = run_graph(MatMul, &a, &b, false, 2);
+        assert_eq!(
+            one.as_slice::<f32>().unwrap(),
+            two.as_slice::<f32>().unwrap()
+        );
+        let (av, bv) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+        let want: Vec<f32> = (0..h)
+            .flat_map(|i| {
+                naive(
+                    &av[i * m * k..][..m * k],
+                    &bv[i * k * n..][..k * n],
+                    m,
+                    k,
+                    n,
+                )
+            })
+            .collect();
+        assert_close(&two, &Tensor::from_vec(&[h, m, n], want).unwrap(), 1e-5);
     }
 
     #[test]

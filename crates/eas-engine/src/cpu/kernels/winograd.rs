@@ -1034,6 +1034,7 @@ mod tests {
                         conv: conv_op([1; 4]),
                         act,
                         residual: true,
+                        post: None,
                     },
                     &[x, w, bv, res],
                 )
