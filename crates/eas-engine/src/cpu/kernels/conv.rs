@@ -479,7 +479,7 @@ fn dw_plane_fma<T: Float>(g: &Geom2, pr: &PhaseRows, buf: &[T], wk: &[T], bias: 
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     //! f32 AVX-512 tiles: up to 4 output rows x 16 columns accumulate in registers over
     //! every tap, then get the epilogue and one masked store.
     use super::{Geom2, PhaseRows};
@@ -489,7 +489,7 @@ mod avx512 {
     /// The activation on 16 lanes, or `None` when it needs the scalar path (exp).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn vec_act(act: Activation, v: __m512) -> Option<__m512> {
+    pub(crate) fn vec_act(act: Activation, v: __m512) -> Option<__m512> {
         let zero = _mm512_setzero_ps();
         Some(match act {
             Activation::Identity => v,
@@ -529,7 +529,7 @@ mod avx512 {
     }
 
     /// Whether `vec_act` handles `act`.
-    pub(super) fn act_in_tile(act: Activation) -> bool {
+    pub(crate) fn act_in_tile(act: Activation) -> bool {
         match act {
             Activation::Clip { min, max } => !(min as f32).is_nan() && !(max as f32).is_nan(),
             Activation::Sigmoid | Activation::Swish => false,
@@ -928,6 +928,39 @@ impl ConvKernel {
         let mult = self.m / self.c;
         let tasks = plane_tasks(threads, self.n * self.m, op * kk);
         let scratch = crate::tensor::bytes_as_mut::<T>(scratch);
+        // f32 3x3 on AVX-512: the phase-block kernel (depthwise.rs).
+        if let (Some(d3), Some(x), Some(w), Some(out), Some(scratch)) = (
+            self.dw3(),
+            as_f32(x),
+            as_f32(w),
+            as_f32_mut(out),
+            as_f32_mut(scratch),
+        ) {
+            let res = res.and_then(as_f32);
+            let bias = bias.and_then(as_f32);
+            for_planes(
+                out,
+                op,
+                tasks,
+                scratch,
+                d3.scratch_len(),
+                0.0,
+                |first, o, buf| {
+                    for (k, o) in o.chunks_mut(op).enumerate() {
+                        let pi = first + k;
+                        let (b, ch) = (pi / self.m, pi % self.m);
+                        let xin = &x[(b * self.c + ch / mult) * in_plane..][..in_plane];
+                        let bv = bias.map_or(0.0, |b| b[ch]);
+                        let r = res.map(|r| &r[pi * op..][..op]);
+                        d3.plane(xin, &w[ch * kk..][..kk], bv, self.act, r, buf, o);
+                        if !avx512::act_in_tile(self.act) {
+                            epilogue(self.simd, self.act, None, None, o);
+                        }
+                    }
+                },
+            );
+            return;
+        }
         for_planes(
             out,
             op,
@@ -948,6 +981,14 @@ impl ConvKernel {
                 }
             },
         );
+    }
+
+    /// The AVX-512 3x3 depthwise plan, when this kernel can use it.
+    fn dw3(&self) -> Option<super::depthwise::Dw3> {
+        if self.simd != Simd::Avx512 || self.dtype != DType::F32 {
+            return None;
+        }
+        super::depthwise::Dw3::new(self.g.h, self.g.w)
     }
 
     /// One depthwise plane with its epilogue.
@@ -1131,8 +1172,11 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         let g = k.g;
         let kk = g.h.kernel * g.w.kernel;
         let tasks = plane_tasks(super::pool_threads(), k.n * k.m, k.out_plane() * kk);
-        k.planes_scratch =
-            planes_scratch_bytes(tasks, PhaseRows::new(&g).scratch_len(), k.dtype.size());
+        let len = match k.dw3() {
+            Some(d3) => d3.scratch_len(),
+            None => PhaseRows::new(&g).scratch_len(),
+        };
+        k.planes_scratch = planes_scratch_bytes(tasks, len, k.dtype.size());
     }
     // Constant f32 weights: pack them for the GEMM once, here, instead of on every call.
     if let (DType::F32, false, Some(wt)) = (k.dtype, k.depthwise, inputs[1].konst.as_ref()) {
@@ -1185,6 +1229,9 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     if let Some(k) = super::winograd::build(c, inputs, Activation::Identity, false)? {
         return Ok(Box::new(k));
     }
+    if let Some(k) = super::direct_conv::build(c, inputs, Activation::Identity, false)? {
+        return Ok(Box::new(k));
+    }
     Ok(Box::new(conv_kernel(c, inputs)?))
 }
 
@@ -1196,6 +1243,9 @@ fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel
     }
     if let Some(k) = super::winograd::build(&f.conv, inputs, f.act, f.residual)? {
         return Ok(with_post(Box::new(k), f.post));
+    }
+    if let Some(k) = super::direct_conv::build(&f.conv, inputs, f.act, f.residual)? {
+        return Ok(Box::new(k));
     }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;
@@ -1931,6 +1981,8 @@ mod tests {
             for cv in convs {
                 fused_equals_unfused([2, cv.0, 9, 19], cv);
             }
+            // A stem: the direct few-channel kernel (direct_conv.rs) on AVX-512.
+            fused_equals_unfused([1, 3, 12, 40], (3, 6, 1, 3, 2, 1));
         });
     }
 

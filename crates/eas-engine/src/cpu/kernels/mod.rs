@@ -7,6 +7,8 @@ pub mod binary;
 pub mod conv;
 pub mod conv_nd;
 pub mod deconv;
+pub mod depthwise;
+pub mod direct_conv;
 pub mod einsum;
 pub mod fastmath;
 pub mod index;
