@@ -1245,7 +1245,7 @@ fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel
         return Ok(with_post(Box::new(k), f.post));
     }
     if let Some(k) = super::direct_conv::build(&f.conv, inputs, f.act, f.residual)? {
-        return Ok(Box::new(k));
+        return Ok(with_post(Box::new(k), f.post));
     }
     let mut k = conv_kernel(&f.conv, &inputs[..3])?;
     k.act = f.act;
@@ -2090,7 +2090,7 @@ mod tests {
     }
 
     /// The post affine map on every conv path (packed GEMM store, transposed pointwise,
-    /// depthwise, Winograd, N-d), with and without a residual: bit for bit the fused conv
+    /// depthwise, Winograd, N-d, direct few-channel), with and without a residual: bit for bit the fused conv
     /// without it followed by `v * s` and `+ t` in f32.
     #[test]
     fn fused_conv_post_affine_matches_mul_then_add_on_every_path() {
@@ -2099,8 +2099,10 @@ mod tests {
         };
         // (x shape, w shape, group, pads): 3x3 im2col, pointwise, transposed pointwise
         // (depth >= 512, 7x7 plane), depthwise 5x5, 3x3 stride 1 (Winograd when it pays),
-        // 3-D.
-        let cases: [(Vec<usize>, Vec<usize>, usize, usize); 6] = [
+        // 3-D, depthwise 3x3 (depthwise.rs), a 3-channel stem (direct_conv.rs).
+        let cases: [(Vec<usize>, Vec<usize>, usize, usize); 8] = [
+            (vec![1, 16, 12, 20], vec![16, 1, 3, 3], 16, 1),
+            (vec![1, 3, 20, 24], vec![8, 3, 3, 3], 1, 1),
             (vec![1, 8, 9, 10], vec![16, 8, 3, 3], 1, 0),
             (vec![1, 24, 6, 20], vec![40, 24, 1, 1], 1, 0),
             (vec![1, 512, 7, 7], vec![96, 512, 1, 1], 1, 0),

@@ -465,6 +465,7 @@ mod tests {
                 conv: conv.clone(),
                 act: Activation::Clip { min: 0.0, max: 6.0 },
                 residual: true,
+                post: None,
             };
             let ins = [
                 Tensor::from_vec(&xs, x).unwrap(),
