@@ -1,7 +1,8 @@
 //! Convolution and pooling kernels. 1-D inputs run as 2-D with height 1. f32 and f64.
 //!
 //! - Conv: 1x1 stride-1 convs run as one gemm per group on the input planes; other convs
-//!   as im2col + gemm; depthwise convs (group == C, any multiplier) as a direct stencil
+//!   as im2col + gemm (large im2col matrices a block of output rows at a time; deep convs
+//!   over small planes transposed, the plane on the GEMM's rows); depthwise convs (group == C, any multiplier) as a direct stencil
 //!   over the input plane copied into zero-bordered rows split by stride phase, so every
 //!   tap is a contiguous run (AVX-512 register tiles for f32 where the CPU has it,
 //!   auto-vectorized loops elsewhere). Planes run in parallel.
@@ -654,17 +655,41 @@ struct ConvKernel {
     simd: Simd,
     /// f32 weights packed once at plan time, one per group (empty: pack per call).
     packed_w: Vec<sg::PackedA>,
-    /// Pointwise convs over small planes (7x7, 14x14) run transposed,
-    /// `out^T[plane x m] = x^T w^T`, with these weights: the plane is then the GEMM's row
-    /// dimension (12-row tiles) instead of its column dimension (32-column panels, of which
-    /// 49 columns fill only 77%). Group 1 only.
+    /// Deep convs over small planes (7x7, 14x14) run transposed,
+    /// `out^T[plane x m] = col^T w^T` (col: the im2col matrix, or the input for a pointwise
+    /// conv), with these weights: the plane is then the GEMM's row dimension (12-row tiles)
+    /// instead of its column dimension (32-column panels, of which 49 columns fill only
+    /// 77%). Group 1 only.
     packed_wt: Option<sg::PackedB>,
+    /// Large im2col matrices are built and multiplied a block of output rows at a time (see
+    /// [`ColBlocks`]); `None`: the whole matrix at once.
+    blocks: Option<ColBlocks>,
     /// Scratch the packed GEMM needs after the im2col buffer (transposed: the `out^T`
     /// buffer first).
     gemm_scratch: usize,
     /// Depthwise: per-task padded-row buffers (`for_planes`).
     planes_scratch: usize,
 }
+
+/// Column blocks of a blocked im2col conv: the im2col matrix of a ResNet stem (7x7 taps of 3
+/// channels over 112x112 outputs) is 7.4 MB, so building it whole writes it out to memory and
+/// the GEMM's packing reads it back; a block of output rows fits L2 instead. Each task takes
+/// whole blocks (im2col, then a one-thread GEMM into its columns of the output) with scratch
+/// of its own.
+#[derive(Clone, Copy, Debug)]
+struct ColBlocks {
+    /// Output rows per block.
+    rows: usize,
+    /// Tasks the scratch was sized for.
+    tasks: usize,
+    /// Scratch bytes of one task: its column block, then its GEMM packing buffers.
+    col_bytes: usize,
+    gemm_bytes: usize,
+}
+
+/// Bytes of an im2col column block (half of a Zen 4 L2: the GEMM's packed B block of the
+/// same size sits beside it).
+const COL_BLOCK_BYTES: usize = 256 << 10;
 
 impl ConvKernel {
     /// Whether every run goes through the packed GEMM with its epilogue in the store (f32
@@ -679,7 +704,7 @@ impl ConvKernel {
 
     /// im2col buffer bytes, rounded so the GEMM's scratch after it starts aligned.
     fn col_bytes(&self) -> usize {
-        if self.pointwise || self.depthwise {
+        if self.pointwise || self.depthwise || self.blocks.is_some() {
             0
         } else {
             (self.col_rows() * self.out_plane() * self.dtype.size()).next_multiple_of(64)
@@ -712,6 +737,13 @@ impl ConvKernel {
             let bias = bias.and_then(as_f32);
             let res = res.and_then(as_f32);
             return self.run_transposed(ctx, wt, x, bias, res, out);
+        }
+        if let Some(cb) = self.blocks
+            && let (Some(x), Some(out)) = (as_f32(x), as_f32_mut(out))
+        {
+            let bias = bias.and_then(as_f32);
+            let res = res.and_then(as_f32);
+            return self.run_blocked(ctx, cb, x, bias, res, out);
         }
         let (ih, iw) = (self.g.h.input, self.g.w.input);
         let in_plane = ih * iw;
@@ -830,15 +862,99 @@ impl ConvKernel {
         Ok(())
     }
 
+    /// im2col conv a block of output rows at a time ([`ColBlocks`]); f32 with packed weights.
+    fn run_blocked(
+        &self,
+        ctx: &mut KernelCtx,
+        cb: ColBlocks,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        res: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (op, ow, oh) = (self.out_plane(), self.g.w.output, self.g.h.output);
+        let in_plane = self.g.h.input * self.g.w.input;
+        let (cpg, mpg, kk) = (self.c / self.group, self.m / self.group, self.col_rows());
+        let nblocks = oh.div_ceil(cb.rows);
+        let tasks = ctx.threads.clamp(1, cb.tasks).min(nblocks);
+        let per = cb.col_bytes + cb.gemm_bytes;
+        let scratch = &mut ctx.scratch[..per * tasks];
+        let act = self.act;
+        let map = move |o: &mut [f32]| apply_act(act, o);
+        let map: &(dyn Fn(&mut [f32]) + Sync) = &map;
+        let dst = SendPtr(out.as_mut_ptr());
+        // One image and group at a time; the tasks split its blocks.
+        for b in 0..self.n {
+            for g in 0..self.group {
+                let xg = &x[(b * self.c + g * cpg) * in_plane..][..cpg * in_plane];
+                let first = (b * self.m + g * mpg) * op;
+                let res = res.map(|r| &r[first..][..mpg * op]);
+                let ep_base = sg::Epilogue {
+                    bias: match bias {
+                        Some(bv) => sg::Bias::Row(&bv[g * mpg..]),
+                        None => sg::Bias::None,
+                    },
+                    act: gemm_act(act).unwrap_or(sg::Activation::Map(map)),
+                    ..sg::Epilogue::default()
+                };
+                let pw = &self.packed_w[g];
+                let task = |ti: usize, buf: &mut [u8]| -> Result<()> {
+                    let (cs, gs) = buf.split_at_mut(cb.col_bytes);
+                    let col = crate::tensor::bytes_as_mut::<f32>(cs);
+                    for bi in (nblocks * ti / tasks)..(nblocks * (ti + 1) / tasks) {
+                        let (oy0, oy1) = (bi * cb.rows, ((bi + 1) * cb.rows).min(oh));
+                        let (j0, cols) = (oy0 * ow, (oy1 - oy0) * ow);
+                        im2col_rows(xg, col, cpg, self.g, oy0, oy1, false);
+                        let ep = sg::Epilogue {
+                            residual: res.map(|r| (&r[j0..], op)),
+                            ..ep_base
+                        };
+                        // SAFETY: col holds the kk x cols block; the destination is columns
+                        // [j0, j0+cols) of this group's mpg x op output, which no other task
+                        // writes.
+                        unsafe {
+                            sg::sgemm(
+                                mpg,
+                                cols,
+                                kk,
+                                sg::Operand::Packed(pw),
+                                sg::Operand::Strided(sg::Strided {
+                                    ptr: col.as_ptr(),
+                                    rs: cols as isize,
+                                    cs: 1,
+                                }),
+                                dst.get().add(first + j0),
+                                op as isize,
+                                &ep,
+                                gs,
+                                1,
+                            )?
+                        };
+                    }
+                    Ok(())
+                };
+                if tasks <= 1 {
+                    task(0, &mut scratch[..per])?;
+                } else {
+                    scratch
+                        .par_chunks_mut(per)
+                        .enumerate()
+                        .try_for_each(|(ti, buf)| task(ti, buf))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of the `out^T` buffer of the transposed pointwise path (64-byte rounded).
     fn t_bytes(&self) -> usize {
         (self.out_plane() * self.m * 4).next_multiple_of(64)
     }
 
-    /// Pointwise conv as `t = x^T w^T + bias` (plane x m, in scratch), then transposed into
-    /// `out` with the residual and activation applied per output row. The GEMM sums each
-    /// output over the same depths in the same order as the untransposed one, so the result
-    /// is bit for bit the same.
+    /// Conv as `t = col^T w^T + bias` (plane x m, in scratch; col is the im2col matrix, or
+    /// the input of a pointwise conv), then transposed into `out` with the residual and
+    /// activation applied per output row. The GEMM sums each output over the same depths in
+    /// the same order as the untransposed one, so the result is bit for bit the same.
     fn run_transposed(
         &self,
         ctx: &mut KernelCtx,
@@ -848,23 +964,32 @@ impl ConvKernel {
         res: Option<&[f32]>,
         out: &mut [f32],
     ) -> Result<()> {
-        let (op, m, c) = (self.out_plane(), self.m, self.c);
-        let (tb, gs) = ctx.scratch[..self.gemm_scratch].split_at_mut(self.t_bytes());
+        let (op, m, c, kk) = (self.out_plane(), self.m, self.c, self.col_rows());
+        let in_plane = self.g.h.input * self.g.w.input;
+        let (col_s, rest) = ctx.scratch.split_at_mut(self.col_bytes());
+        let (tb, gs) = rest[..self.gemm_scratch].split_at_mut(self.t_bytes());
         let t = crate::tensor::bytes_as_mut::<f32>(tb);
+        let col = crate::tensor::bytes_as_mut::<f32>(col_s);
         let ep = sg::Epilogue {
             bias: bias.map_or(sg::Bias::None, sg::Bias::Col),
             ..sg::Epilogue::default()
         };
         for b in 0..self.n {
-            let xb = &x[b * c * op..][..c * op];
-            // SAFETY: x^T is op x c with element (s, ci) at xb[ci*op + s]; t holds op x m.
+            let xb = &x[b * c * in_plane..][..c * in_plane];
+            let rhs: &[f32] = if self.pointwise {
+                xb
+            } else {
+                im2col(xb, col, c, self.g);
+                &col[..kk * op]
+            };
+            // SAFETY: col^T is op x kk with element (s, r) at rhs[r*op + s]; t holds op x m.
             unsafe {
                 sg::sgemm(
                     op,
                     m,
-                    c,
+                    kk,
                     sg::Operand::Strided(sg::Strided {
-                        ptr: xb.as_ptr(),
+                        ptr: rhs.as_ptr(),
                         rs: 1,
                         cs: op as isize,
                     }),
@@ -1024,21 +1149,46 @@ impl ConvKernel {
     }
 }
 
+/// A raw output pointer tasks share; each writes only its own columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: see the type doc: tasks write disjoint elements.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// col[(ci*kh + ki)*kw + kj][oy*ow + ox] = x[ci][oy*sh - ph + ki*dh][ox*sw - pw + kj*dw] (0 outside).
 fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
+    im2col_rows(x, col, c, g, 0, g.h.output, super::pool_threads() > 1);
+}
+
+/// The columns of output rows `[oy0, oy1)` of the im2col matrix: col is then
+/// `c*kh*kw x (oy1-oy0)*ow`, column `(oy-oy0)*ow + ox`. `par`: rows may be filled in parallel.
+fn im2col_rows<T: Float + Send + Sync>(
+    x: &[T],
+    col: &mut [T],
+    c: usize,
+    g: Geom2,
+    oy0: usize,
+    oy1: usize,
+    par: bool,
+) {
     let (hg, wg) = (g.h, g.w);
-    let (ih, iw, oh, ow, kh, kw) = (
-        hg.input, wg.input, hg.output, wg.output, hg.kernel, wg.kernel,
-    );
-    let op = oh * ow;
+    let (ih, iw, ow, kh, kw) = (hg.input, wg.input, wg.output, hg.kernel, wg.kernel);
+    let op = (oy1 - oy0) * ow;
     let fill_row = |r: usize, dst: &mut [T]| {
         let ci = r / (kh * kw);
         let ki = (r / kw) % kh;
         let kj = r % kw;
         let plane = &x[ci * ih * iw..][..ih * iw];
-        for oy in 0..oh {
+        for oy in oy0..oy1 {
             let iy = (oy * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
-            let drow = &mut dst[oy * ow..][..ow];
+            let drow = &mut dst[(oy - oy0) * ow..][..ow];
             if iy < 0 || iy >= ih as isize {
                 drow.fill(T::ZERO);
                 continue;
@@ -1075,7 +1225,7 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
     };
     let rows = c * kh * kw;
     let col = &mut col[..rows * op];
-    if rows * op >= PAR_MIN_ELEMS && super::pool_threads() > 1 {
+    if rows * op >= PAR_MIN_ELEMS && par {
         col.par_chunks_mut(op)
             .enumerate()
             .for_each(|(r, d)| fill_row(r, d));
@@ -1088,7 +1238,10 @@ fn im2col<T: Float + Send + Sync>(x: &[T], col: &mut [T], c: usize, g: Geom2) {
 
 impl Kernel for ConvKernel {
     fn scratch_bytes(&self) -> usize {
-        self.col_bytes() + self.gemm_scratch + self.planes_scratch
+        let blocks = self
+            .blocks
+            .map_or(0, |b| b.tasks * (b.col_bytes + b.gemm_bytes));
+        self.col_bytes() + self.gemm_scratch + self.planes_scratch + blocks
     }
     fn run(
         &self,
@@ -1165,6 +1318,7 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
         simd: Simd::detect(),
         packed_w: Vec::new(),
         packed_wt: None,
+        blocks: None,
         gemm_scratch: 0,
         planes_scratch: 0,
     };
@@ -1181,10 +1335,10 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
     // Constant f32 weights: pack them for the GEMM once, here, instead of on every call.
     if let (DType::F32, false, Some(wt)) = (k.dtype, k.depthwise, inputs[1].konst.as_ref()) {
         let (mpg, kk, op) = (k.m / k.group, k.col_rows(), k.out_plane());
+        let threads = super::pool_threads();
         if mpg > 0
             && kk > 0
             && op > 0
-            && k.pointwise
             && k.group == 1
             && kk >= TRANSPOSE_MIN_DEPTH
             && transpose_pays(op, mpg)
@@ -1192,17 +1346,53 @@ fn conv_kernel(c: &Conv, inputs: &[Fact]) -> Result<ConvKernel> {
             let wv = wt.as_slice::<f32>()?;
             // w^T (kk x m): element (ci, mo) at w[mo*kk + ci].
             k.packed_wt = Some(sg::PackedB::new(wv, kk, mpg, 1, kk)?);
-            k.gemm_scratch =
-                k.t_bytes() + sg::scratch_bytes(op, mpg, kk, false, true, super::pool_threads());
+            k.gemm_scratch = k.t_bytes() + sg::scratch_bytes(op, mpg, kk, false, true, threads);
         } else if mpg > 0 && kk > 0 && op > 0 {
             let wv = wt.as_slice::<f32>()?;
             k.packed_w = (0..k.group)
                 .map(|g| sg::PackedA::new(&wv[g * mpg * kk..][..mpg * kk], mpg, kk, kk, 1))
                 .collect::<Result<_>>()?;
-            k.gemm_scratch = sg::scratch_bytes(mpg, op, kk, true, false, super::pool_threads());
+            k.blocks = col_blocks(&k, threads);
+            k.gemm_scratch = match k.blocks {
+                Some(_) => 0,
+                None => sg::scratch_bytes(mpg, op, kk, true, false, threads),
+            };
         }
     }
     Ok(k)
+}
+
+/// Column blocks for an im2col conv whose im2col matrix is over [`COL_BLOCK_BYTES`] (f32, packed
+/// weights); `None`: build it whole. The block count is a multiple of the tasks so they
+/// finish together.
+fn col_blocks(k: &ConvKernel, threads: usize) -> Option<ColBlocks> {
+    let (kk, oh, ow) = (k.col_rows(), k.g.h.output, k.g.w.output);
+    let total = kk * oh * ow * 4;
+    if k.pointwise || k.depthwise || total <= COL_BLOCK_BYTES || oh < 2 {
+        return None;
+    }
+    let tasks = threads.clamp(1, oh);
+    // The most output rows a block can hold, then the count at most that large, at least
+    // half of it, that fills the GEMM's 32-column panels best (4 rows of 112 are 14 panels).
+    let most = (COL_BLOCK_BYTES / (kk * ow * 4)).clamp(1, oh);
+    let fill = |r: usize| (r * ow) as f64 / (r * ow).next_multiple_of(sg::NR) as f64;
+    let rows = (most.div_ceil(2)..=most)
+        .max_by(|&a, &b| fill(a).total_cmp(&fill(b)))
+        .unwrap_or(most);
+    let cols = rows * ow;
+    // Every block streams the packed weights again: worth it only while that costs less
+    // than writing the whole matrix out and reading it back (the stem's weights are 37 KB;
+    // a 256->512 strided 1x1's 512 KB weights times 4 blocks measured 30% slower).
+    let weights = (k.m / k.group) * kk * 4;
+    if weights * oh.div_ceil(rows) >= total {
+        return None;
+    }
+    Some(ColBlocks {
+        rows,
+        tasks,
+        col_bytes: (kk * cols * 4).next_multiple_of(64),
+        gemm_bytes: sg::scratch_bytes(k.m / k.group, cols, kk, true, false, 1).next_multiple_of(64),
+    })
 }
 
 /// Whether a pointwise conv with `plane` outputs per channel and `m` channels wastes
@@ -1613,7 +1803,8 @@ mod tests {
                 let gi = mo / mpg;
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let mut acc = b.map_or(0.0, |b| b[mo]);
+                        // f64 sums: a reference free of the kernels' rounding.
+                        let mut acc = b.map_or(0.0, |b| b[mo] as f64);
                         for ci in 0..cg {
                             for ki in 0..kh {
                                 for kj in 0..kw {
@@ -1624,12 +1815,13 @@ mod tests {
                                         let cin = gi * cg + ci;
                                         acc += x
                                             [((bi * c + cin) * h + iy as usize) * wd + ix as usize]
-                                            * w[((mo * cg + ci) * kh + ki) * kw + kj];
+                                            as f64
+                                            * w[((mo * cg + ci) * kh + ki) * kw + kj] as f64;
                                     }
                                 }
                             }
                         }
-                        out[((bi * m + mo) * oh + oy) * ow + ox] = acc;
+                        out[((bi * m + mo) * oh + oy) * ow + ox] = acc as f32;
                     }
                 }
             }
@@ -2016,6 +2208,87 @@ mod tests {
         .unwrap()[0];
         assert_close(got, &Tensor::from_vec(&os, want).unwrap(), 1e-5);
         each_simd(|_| fused_equals_unfused(xs, cv));
+    }
+
+    /// Runs `f` in a pool of `threads` threads (kernels are planned inside it too).
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// Plans `conv` with constant weights and checks it against the f64 reference loop (and
+    /// `FusedConv` against the unfused ops) at 1 and 2 threads; `pick` asserts which path the
+    /// kernel took.
+    fn path_matches_reference(
+        xs: [usize; 4],
+        cv: (usize, usize, usize, usize, usize, usize),
+        pick: impl Fn(&ConvKernel) -> bool + Sync,
+    ) {
+        let (c, m, g, k, s, p) = cv;
+        let ws = [m, c / g, k, k];
+        let conv = Conv {
+            strides: vec![s, s],
+            dilations: vec![1, 1],
+            padding: Padding::Explicit(vec![p; 4]),
+            group: g,
+        };
+        let (xv, wv, bv) = (
+            lin(xs.iter().product(), 0.1),
+            lin(ws.iter().product(), 0.01),
+            lin(m, 0.3),
+        );
+        let (want, os) = reference(&xv, xs, &wv, ws, Some(&bv), s, 1, p, g);
+        let want = Tensor::from_vec(&os, want).unwrap();
+        for threads in [1, 2] {
+            in_pool(threads, || {
+                let x = Fact::known(DType::F32, &xs);
+                let w = Fact::konst(Tensor::from_vec(&ws, wv.clone()).unwrap());
+                let kern = conv_kernel(&conv, &[x, w]).unwrap();
+                assert!(
+                    pick(&kern),
+                    "{cv:?}: path not chosen: blocks {:?}, transposed {}",
+                    kern.blocks,
+                    kern.packed_wt.is_some()
+                );
+                let got = &eval_op(
+                    &conv,
+                    &[
+                        Tensor::from_vec(&xs, xv.clone()).unwrap(),
+                        Tensor::from_vec(&ws, wv.clone()).unwrap(),
+                        Tensor::from_vec(&[m], bv.clone()).unwrap(),
+                    ],
+                )
+                .unwrap()[0];
+                assert_close(got, &want, 1e-5);
+                fused_equals_unfused(xs, cv);
+            });
+        }
+    }
+
+    #[test]
+    fn blocked_im2col_matches_reference() {
+        // A stem-like 7x7/2 conv whose im2col matrix (147 x 460 floats) exceeds one block,
+        // with an output height the blocks do not divide, and a strided 1x1 whose blocks
+        // are whole 32-column panels.
+        path_matches_reference([1, 3, 40, 46], (3, 8, 1, 7, 2, 3), |k| k.blocks.is_some());
+        path_matches_reference([1, 130, 56, 56], (130, 14, 1, 1, 2, 0), |k| {
+            k.blocks.is_some_and(|b| b.rows < 28)
+        });
+        path_matches_reference([1, 2, 3, 200], (2, 5, 1, 3, 1, 1), |k| k.blocks.is_none());
+    }
+
+    #[test]
+    fn transposed_im2col_matches_reference() {
+        // Deep 3x3 and strided 1x1 convs over 7x7 outputs take the transposed GEMM.
+        path_matches_reference([1, 64, 7, 7], (64, 64, 1, 3, 1, 1), |k| {
+            k.packed_wt.is_some()
+        });
+        path_matches_reference([2, 520, 14, 13], (520, 64, 1, 1, 2, 0), |k| {
+            k.packed_wt.is_some()
+        });
     }
 
     fn fused_equals_unfused(xs: [usize; 4], cv: (usize, usize, usize, usize, usize, usize)) {

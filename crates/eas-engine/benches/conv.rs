@@ -1,0 +1,101 @@
+//! Conv throughput on ResNet50's conv shapes: one FusedConv (bias + Relu) planned alone and
+//! run repeatedly at 1 and 2 threads. Prints the fastest of many runs (robust on a shared
+//! machine: some runs go uninterrupted) and the GFLOP/s of the direct conv's 2*M*K*N flops
+//! (Winograd convs do fewer, so theirs can exceed the FMA peak).
+//!
+//! `cargo bench -p eas-engine --bench conv` (CONV_BENCH_FILTER=substring picks shapes).
+
+use eas_engine::cpu::{CpuModel, CpuOptions};
+use eas_engine::ops::conv::Padding;
+use eas_engine::ops::{Activation, Conv, FusedConv};
+use eas_engine::{DType, Fact, Graph, Tensor};
+use std::time::Instant;
+
+/// (name, cin, hw, cout, kernel, stride, pad)
+const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("stem 7x7/2 3->64 @224", 3, 224, 64, 7, 2, 3),
+    ("3x3 512->512 @7", 512, 7, 512, 3, 1, 1),
+    ("3x3 256->256 @14", 256, 14, 256, 3, 1, 1),
+    ("3x3 128->128 @28", 128, 28, 128, 3, 1, 1),
+    ("3x3 64->64 @56", 64, 56, 64, 3, 1, 1),
+    ("1x1/2 1024->2048 @14", 1024, 14, 2048, 1, 2, 0),
+    ("1x1/2 512->1024 @28", 512, 28, 1024, 1, 2, 0),
+    ("1x1/2 256->512 @56", 256, 56, 512, 1, 2, 0),
+    ("1x1/2 1024->512 @14", 1024, 14, 512, 1, 2, 0),
+    ("1x1/2 512->256 @28", 512, 28, 256, 1, 2, 0),
+    ("1x1/2 256->128 @56", 256, 56, 128, 1, 2, 0),
+    ("1x1 64->256 @56", 64, 56, 256, 1, 1, 0),
+    ("1x1 256->64 @56", 256, 56, 64, 1, 1, 0),
+    ("1x1 512->128 @28", 512, 28, 128, 1, 1, 0),
+    ("1x1 128->512 @28", 128, 28, 512, 1, 1, 0),
+    ("1x1 1024->256 @14", 1024, 14, 256, 1, 1, 0),
+    ("1x1 256->1024 @14", 256, 14, 1024, 1, 1, 0),
+    ("1x1 2048->512 @7", 2048, 7, 512, 1, 1, 0),
+    ("1x1 512->2048 @7", 512, 7, 2048, 1, 1, 0),
+];
+
+fn vals(len: usize, s: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * s)
+        .collect()
+}
+
+fn main() {
+    let filter = std::env::var("CONV_BENCH_FILTER").unwrap_or_default();
+    println!(
+        "{:<26} {:>7} {:>10} {:>8}",
+        "shape", "threads", "best ms", "GFLOP/s"
+    );
+    for &(name, cin, hw, cout, k, s, p) in SHAPES {
+        if !name.contains(&filter) {
+            continue;
+        }
+        let mut g = Graph::new();
+        let xs = [1, cin, hw, hw];
+        let x = g.add_input("x", Fact::known(DType::F32, &xs));
+        let w = g.add_const(
+            "w",
+            Tensor::from_vec(&[cout, cin, k, k], vals(cout * cin * k * k, 0.05)).unwrap(),
+        );
+        let b = g.add_const("b", Tensor::from_vec(&[cout], vals(cout, 0.1)).unwrap());
+        let conv = Conv {
+            strides: vec![s, s],
+            dilations: vec![1, 1],
+            padding: Padding::Explicit(vec![p; 4]),
+            group: 1,
+        };
+        let op = FusedConv {
+            conv,
+            act: Activation::Relu,
+            residual: false,
+        };
+        let y = g.add_node1("conv", op, &[x, w, b]).unwrap();
+        g.set_outputs(&[y]);
+        let oh = (hw + 2 * p - k) / s + 1;
+        let flops = 2.0 * (cout * cin * k * k * oh * oh) as f64;
+        let input = Tensor::from_vec(&xs, vals(xs.iter().product(), 1.0)).unwrap();
+        for threads in [1, 2] {
+            let model = CpuModel::new(
+                g.clone(),
+                CpuOptions {
+                    threads: Some(threads),
+                },
+            )
+            .unwrap();
+            let mut best = f64::INFINITY;
+            let start = Instant::now();
+            let mut runs = 0;
+            while runs < 30 || (start.elapsed().as_secs_f64() < 1.5 && runs < 400) {
+                let t = Instant::now();
+                std::hint::black_box(model.run(std::slice::from_ref(&input)).unwrap());
+                best = best.min(t.elapsed().as_secs_f64());
+                runs += 1;
+            }
+            println!(
+                "{name:<26} {threads:>7} {:>10.3} {:>8.1}",
+                best * 1e3,
+                flops / best / 1e9
+            );
+        }
+    }
+}
