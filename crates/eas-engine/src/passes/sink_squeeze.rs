@@ -75,10 +75,11 @@ fn sink(g: &Graph, sq: NodeId) -> Result<Option<Patch>> {
     }
     let (v, sv) = (s.inputs[0], s.outputs[0]);
     let from_conv = fed_by_conv(g, v, 4);
-    let (Some(vshape), Some(sshape)) = (g.fact(v).shape.as_known(), g.fact(sv).shape.as_known())
-    else {
-        return Ok(None);
-    };
+    // Symbolic and unknown dims are fine (exporters keep the batch symbolic, and a conv
+    // over a symbolic width infers an unknown one): only the rank and the squeezed axes
+    // matter. `v` is 1 along them (else the Squeeze fails, before and after), and `k'` is 1
+    // there too, so `op` broadcasts every other axis exactly as before.
+    let (vshape, sshape) = (g.fact(v).shape.dims(), g.fact(sv).shape.dims());
     if !from_conv || sole_reader(g, v) != Some(sq) {
         return Ok(None);
     }
@@ -87,9 +88,7 @@ fn sink(g: &Graph, sq: NodeId) -> Result<Option<Patch>> {
     };
     let un = g.node(u);
     let uout = un.outputs[0];
-    if g.outputs().iter().any(|o| o.value == uout)
-        || g.fact(uout).shape.as_known().as_deref() != Some(&sshape[..])
-    {
+    if g.outputs().iter().any(|o| o.value == uout) || g.fact(uout).rank() != sshape.len() {
         return Ok(None);
     }
     // The squeezed axes of v, as the Squeeze's own infer picks them.
@@ -98,7 +97,11 @@ fn sink(g: &Graph, sq: NodeId) -> Result<Option<Patch>> {
     };
     let r = vshape.len() as i64;
     let dropped: Vec<usize> = if sop.axes.is_empty() {
-        (0..vshape.len()).filter(|&i| vshape[i] == 1).collect()
+        // Squeeze-all drops whatever is 1 at run time: only decidable on known shapes.
+        if vshape.iter().any(|d| d.known().is_none()) {
+            return Ok(None);
+        }
+        (0..vshape.len()).filter(|&i| vshape[i].is_one()).collect()
     } else {
         let mut d: Vec<usize> = sop
             .axes
@@ -111,7 +114,7 @@ fn sink(g: &Graph, sq: NodeId) -> Result<Option<Patch>> {
         d
     };
     let kept: Vec<usize> = (0..vshape.len()).filter(|i| !dropped.contains(i)).collect();
-    if kept.len() != sshape.len() || kept.iter().zip(&sshape).any(|(&i, &d)| vshape[i] != d) {
+    if kept.len() != sshape.len() {
         return Ok(None);
     }
     let mut p = Patch::new();
@@ -165,7 +168,7 @@ mod tests {
     use super::*;
     use crate::cpu::{CpuModel, CpuOptions};
     use crate::dtype::DType;
-    use crate::ir::Fact;
+    use crate::ir::{Dim, Fact, Shape};
     use crate::ops::{Padding, UnaryOp};
     use crate::passes::{FoldConvAffine, FuseConv, optimize};
     use crate::tensor::Tensor;
@@ -204,8 +207,20 @@ mod tests {
 
     #[test]
     fn conv1d_bias_and_relu_fold_into_the_conv() {
+        conv1d_folds(Fact::known(DType::F32, &[1, 4, 1, 9]));
+    }
+
+    /// Exported models keep the batch symbolic (and the conv's width then infers as
+    /// unknown): the rewrite must not need known shapes.
+    #[test]
+    fn conv1d_folds_with_a_symbolic_batch() {
+        let dims = vec![Dim::sym("n"), Dim::Known(4), Dim::Known(1), Dim::Unknown];
+        conv1d_folds(Fact::new(DType::F32, Shape(dims)));
+    }
+
+    fn conv1d_folds(xfact: Fact) {
         let mut g = Graph::new();
-        let x = g.add_input("x", Fact::known(DType::F32, &[1, 4, 1, 9]));
+        let x = g.add_input("x", xfact);
         let r1 = conv1d(&mut g, x, "a", &[1, 6, 1]);
         let r2 = conv1d(&mut g, x, "b", &[6, 1]);
         let k = g.add_const("k", Tensor::from_vec(&[6, 1], lin(6, 0.3)).unwrap());

@@ -11,8 +11,8 @@
 //! - `op(Transpose(x, p), ...)` becomes `Transpose(op'(x, ...), p')` for element-wise ops
 //!   (Unary, Math, Cast; Binary and Where whose other inputs are constants or carry the same
 //!   transpose; constants are permuted so broadcasting means the same), Pad (pads permuted),
-//!   Reduce*/ArgMax/ArgMin (axes remapped; without keepdims the transpose after shrinks,
-//!   often to nothing), Concat (axis remapped) and Softmax (axis remapped).
+//!   Reduce*/ArgMax/ArgMin and Squeeze with explicit axes (axes remapped; without keepdims
+//!   the transpose after shrinks, often to nothing), Concat (axis remapped) and Softmax (axis remapped).
 //!
 //! A sink is done only when every transpose it reads can then die: its other readers are
 //! transposes (which compose with it) or can take it as well, and all of them together add
@@ -24,8 +24,8 @@ use super::Pass;
 use crate::Result;
 use crate::ir::{Dim, Graph, NodeId, PValue, Patch, ValueId};
 use crate::ops::{
-    ArgReduce, Binary, Cast, Concat, Math, Op, Pad, Reduce, Reshape, Softmax, Transpose, Unary,
-    Where, norm_axis,
+    ArgReduce, Binary, Cast, Concat, Math, Op, Pad, Reduce, Reshape, Softmax, Squeeze, Transpose,
+    Unary, Where, norm_axis,
 };
 use crate::tensor::Tensor;
 
@@ -345,6 +345,36 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
         };
         return sink(Box::new(new), ins, post(p), transposes);
     }
+    if let Some(sq) = op.downcast_ref::<Squeeze>() {
+        // Like a reduce without keepdims over size-1 axes. Squeeze-all (no axes) needs the
+        // input's shape to name the axes; left alone.
+        if sq.axes.is_empty() {
+            return Ok(None);
+        }
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        let mut axes = Vec::with_capacity(sq.axes.len());
+        for &a in &sq.axes {
+            // A bad axis is the Squeeze's own error to report at inference, not this pass's.
+            let Ok(a) = norm_axis("Squeeze", a, r) else {
+                return Ok(None);
+            };
+            axes.push(a);
+        }
+        let mut new_axes: Vec<usize> = axes.iter().map(|&a| perm[a]).collect();
+        new_axes.sort_unstable();
+        new_axes.dedup();
+        let new = Squeeze {
+            axes: new_axes.iter().map(|&a| a as i64).collect(),
+        };
+        return sink(
+            Box::new(new),
+            ins,
+            post(remaining_perm(&perm, &axes)),
+            transposes,
+        );
+    }
     if let Some(a) = op.downcast_ref::<ArgReduce>() {
         let Some(ins) = map_inputs(&node.inputs, false)? else {
             return Ok(None);
@@ -591,6 +621,39 @@ mod tests {
         );
         g.set_outputs(&[m]);
         let o = rewrite(&g, passes(), &[data(&[2, 3, 4, 5], 1)]);
+        assert_eq!(count(&o, "Transpose"), 0, "{o}");
+    }
+
+    /// Keras Conv1D's tail after the NCHW conv: Transpose to NHWC, Squeeze of the unit
+    /// height, BiasAdd, Relu, max over time. The transpose sinks through the Squeeze and
+    /// the rest and vanishes in the reduction; the Squeeze then sits on the NCHW value.
+    #[test]
+    fn squeeze_takes_the_transpose_and_its_axes_remap() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 4, 1, 6]);
+        let a = t(&mut g, x, &TO_NHWC); // [2, 1, 6, 4]
+        let sq = node(&mut g, Squeeze { axes: vec![-3] }, &[a]); // [2, 6, 4]
+        let k = konst(&mut g, "k", &[4], 3);
+        let b = node(&mut g, Binary::new(BinOp::Add), &[sq, k]);
+        let r = node(&mut g, Unary::new(UnaryOp::Relu), &[b]);
+        let m = node(
+            &mut g,
+            Reduce {
+                op: ReduceOp::Max,
+                axes: vec![1],
+                keepdims: false,
+                noop_with_empty_axes: false,
+            },
+            &[r],
+        );
+        g.set_outputs(&[m, r]);
+        let o = rewrite(&g, passes(), &[data(&[2, 4, 1, 6], 1)]);
+        // `r` is an output too: one transpose stays, after the Relu, for it alone.
+        assert_eq!(count(&o, "Transpose"), 1, "{o}");
+        assert_eq!(count(&o, "Squeeze"), 1);
+        let mut g2 = g.clone();
+        g2.set_outputs(&[m]);
+        let o = rewrite(&g2, passes(), &[data(&[2, 4, 1, 6], 1)]);
         assert_eq!(count(&o, "Transpose"), 0, "{o}");
     }
 
