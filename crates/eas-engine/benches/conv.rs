@@ -68,6 +68,7 @@ fn main() {
             conv,
             act: Activation::Relu,
             residual: false,
+            post: None,
         };
         let y = g.add_node1("conv", op, &[x, w, b]).unwrap();
         g.set_outputs(&[y]);
