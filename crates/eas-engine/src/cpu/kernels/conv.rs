@@ -487,6 +487,16 @@ pub(super) mod avx512 {
     use crate::ops::Activation;
     use std::arch::x86_64::*;
 
+    /// The mask of the first `n` of 16 lanes (all 16 for `n >= 16`).
+    #[inline(always)]
+    pub(in crate::cpu::kernels) fn mask(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
     /// The activation on 16 lanes, or `None` when it needs the scalar path (exp).
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -562,7 +572,7 @@ pub(super) mod avx512 {
             let mut ox = 0;
             while ox < ow {
                 let n = (ow - ox).min(16);
-                let m = (((1u32 << n) - 1) & 0xffff) as __mmask16;
+                let m = mask(n);
                 // SAFETY: bounds asserted above; every load and store is masked to the
                 // valid lanes, which lie inside the row (see PhaseRows).
                 unsafe {

@@ -260,18 +260,9 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Blocks, Dw3, FV, RT};
-    use crate::cpu::kernels::conv::avx512::vec_act;
+    use crate::cpu::kernels::conv::avx512::{mask, vec_act};
     use crate::ops::Activation;
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// `Blocks::fill` for horizontal stride 2: rows de-interleaved 32 columns at a time.
     #[target_feature(enable = "avx512f")]

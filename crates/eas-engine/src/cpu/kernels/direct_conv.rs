@@ -254,17 +254,8 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{DirectConv, MT, VT};
-    use crate::cpu::kernels::conv::avx512::vec_act;
+    use crate::cpu::kernels::conv::avx512::{mask, vec_act};
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// The planes of one channel tile (`o`: up to MT output planes; fewer for the last
     /// tile), with the residual `res` of the same planes.
