@@ -69,6 +69,7 @@ fn main() {
             act: Activation::Relu,
             residual: false,
             post: None,
+            channels_last: false,
         };
         let y = g.add_node1("conv", op, &[x, w, b]).unwrap();
         g.set_outputs(&[y]);

@@ -126,6 +126,7 @@ fn conv_runs_allocate_only_outputs() {
         act: Activation::Clip { min: 0.0, max: 6.0 },
         residual: true,
         post: None,
+        channels_last: false,
     };
     let z = g.add_node1("pw", fused, &[y, w3, b, x]).unwrap();
     let strided = Conv {

@@ -64,7 +64,9 @@ pub struct PostAffine {
 
 /// `post(act(conv(x, w) + bias [+ residual]))`. Inputs: x, w, bias [M] (always present;
 /// the pass adds zeros for a conv without one), and, when `residual`, a tensor of the
-/// output's exact shape. Same layout, attributes and output as `conv`.
+/// output's exact shape. Same layout, attributes and output as `conv`, except that with
+/// `channels_last` the input, residual and output are NHWC (2-D convs only; the weights
+/// stay `[M, C/group, kh, kw]`), as `passes::ChannelsLast` makes them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FusedConv {
     pub conv: Conv,
@@ -73,7 +75,19 @@ pub struct FusedConv {
     /// Applied after `act`; absent from artifacts written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post: Option<PostAffine>,
+    /// Input, residual and output in NHWC instead of NCHW; absent (false) from artifacts
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_last: bool,
 }
+
+/// NHWC -> NCHW of a rank-4 fact (and back with `to_nhwc`).
+fn permuted(f: &Fact, perm: [usize; 4]) -> Fact {
+    let d = f.shape.dims();
+    Fact::new(f.dtype, crate::ir::Shape(perm.iter().map(|&i| d[i].clone()).collect()))
+}
+const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
 
 impl Op for FusedConv {
     fn name(&self) -> &'static str {
@@ -82,7 +96,19 @@ impl Op for FusedConv {
     fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
         let n = 3 + usize::from(self.residual);
         expect_inputs(self.name(), inputs, n, n)?;
-        let out = self.conv.infer(&inputs[..3])?;
+        let out = if self.channels_last {
+            if inputs[0].rank() != 4 {
+                return Err(Error::shape(
+                    self.name(),
+                    format!("channels_last needs an NHWC input, not {:?}", inputs[0].shape),
+                ));
+            }
+            let x = permuted(inputs[0], TO_NCHW);
+            let out = self.conv.infer(&[&x, inputs[1], inputs[2]])?;
+            vec![permuted(&out[0], TO_NHWC)]
+        } else {
+            self.conv.infer(&inputs[..3])?
+        };
         if let Some(p) = self.post
             && (out[0].dtype != crate::dtype::DType::F32
                 || !p.scale.is_finite()
@@ -156,6 +182,7 @@ mod tests {
                 act,
                 residual: true,
                 post: None,
+                channels_last: false,
             };
             let back = registry().build(op.name(), &op.attrs()).unwrap();
             assert_eq!(back.downcast_ref::<FusedConv>(), Some(&op));
@@ -168,6 +195,41 @@ mod tests {
             };
             let back = registry().build(op.name(), &op.attrs()).unwrap();
             assert_eq!(back.downcast_ref::<FusedConv>(), Some(&op));
+            let op = FusedConv {
+                channels_last: true,
+                ..op
+            };
+            let back = registry().build(op.name(), &op.attrs()).unwrap();
+            assert_eq!(back.downcast_ref::<FusedConv>(), Some(&op));
         }
+    }
+
+    #[test]
+    fn channels_last_reads_and_writes_nhwc() {
+        use crate::dtype::DType;
+        use crate::ir::Shape;
+        let k = |d: &[usize]| Fact::new(DType::F32, Shape(d.iter().map(|&v| Dim::Known(v)).collect()));
+        let op = FusedConv {
+            conv: Conv {
+                strides: vec![2, 2],
+                dilations: vec![1, 1],
+                padding: Padding::Explicit(vec![1, 1, 1, 1]),
+                group: 1,
+            },
+            act: Activation::Relu,
+            residual: true,
+            post: None,
+            channels_last: true,
+        };
+        let (x, w, b) = (k(&[1, 10, 12, 3]), k(&[8, 3, 3, 3]), k(&[8]));
+        let out = op.infer(&[&x, &w, &b, &k(&[1, 5, 6, 8])]).unwrap();
+        assert_eq!(out[0].shape.as_known().unwrap(), vec![1, 5, 6, 8]);
+        // An NCHW-shaped residual is refused.
+        assert!(op.infer(&[&x, &w, &b, &k(&[1, 8, 5, 6])]).is_err());
+        // Artifacts written before the field existed read as NCHW.
+        let mut attrs = op.attrs();
+        attrs.as_object_mut().unwrap().remove("channels_last");
+        let old = registry().build("FusedConv", &attrs).unwrap();
+        assert!(!old.downcast_ref::<FusedConv>().unwrap().channels_last);
     }
 }

@@ -304,6 +304,7 @@ fn build_patch(g: &Graph, conv: &Conv, m: Match) -> Result<Patch> {
         act: m.act,
         residual: m.residual.is_some(),
         post: m.post,
+        channels_last: false,
     };
     let fused = p.add_node(n.name.clone(), Box::new(op) as Box<dyn Op>, &inputs);
     p.substitute(m.last, Patch::out(fused, 0));

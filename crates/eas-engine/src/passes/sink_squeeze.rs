@@ -52,7 +52,11 @@ fn fed_by_conv(g: &Graph, v: ValueId, depth: usize) -> bool {
     let Some((_, p)) = g.producer(v) else {
         return false;
     };
-    if p.op.is::<Conv>() || p.op.is::<FusedConv>() {
+    if p.op.is::<Conv>()
+        || p.op
+            .downcast_ref::<FusedConv>()
+            .is_some_and(|f| !f.channels_last)
+    {
         return true;
     }
     if depth == 0 {

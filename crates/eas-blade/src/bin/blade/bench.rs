@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Also print where the time goes: per op type and the slowest steps.
     #[arg(long)]
     pub profile: bool,
+    /// With --profile, how many of the slowest steps to list (all of them with a large N).
+    #[arg(long = "profile-top", value_name = "N", default_value_t = 15)]
+    pub profile_top: usize,
     /// Measure an original model as imported, without the lossless o1 passes.
     #[arg(long = "no-optimize")]
     pub no_optimize: bool,
@@ -90,7 +93,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!("slowest steps:");
-        for s in p.steps.iter().take(15) {
+        for s in p.steps.iter().take(args.profile_top) {
             eprintln!(
                 "  {:<24} {:>9.3} ms  {}  {}",
                 s.op, s.ms, s.node, s.input_shapes

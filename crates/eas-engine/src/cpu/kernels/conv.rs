@@ -1437,6 +1437,10 @@ fn conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
 
 fn fused_conv(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let f = op_as::<FusedConv>(op)?;
+    if f.channels_last {
+        // Epilogue, residual and post all inside (the NHWC paths are new; no WithPost).
+        return super::conv_nhwc::build(f, inputs);
+    }
     if inputs[0].rank() > 4 {
         let k = super::conv_nd::build(&f.conv, inputs, f.act, f.residual)?;
         return Ok(with_post(k, f.post));
@@ -2343,6 +2347,7 @@ mod tests {
                             act,
                             residual,
                             post: None,
+                            channels_last: false,
                         };
                         let mut fins = ins.clone();
                         if residual {
@@ -2419,6 +2424,7 @@ mod tests {
                     act,
                     residual,
                     post: None,
+                    channels_last: false,
                 };
                 let mut ins = vec![x.clone(), w.clone(), b.clone()];
                 if residual {
@@ -2433,6 +2439,7 @@ mod tests {
                     .collect();
                 let fused = FusedConv {
                     post: Some(post),
+                    channels_last: false,
                     ..plain
                 };
                 let got = eval_op(&fused, &ins).unwrap().remove(0);
@@ -2457,6 +2464,7 @@ mod tests {
             act: Activation::Relu,
             residual: true,
             post: None,
+            channels_last: false,
         };
         let ins = [
             Tensor::from_vec(&[1, 1, 3, 3], vec![1f32; 9]).unwrap(),

@@ -377,6 +377,7 @@ mod tests {
             act: Activation::Relu,
             residual: true,
             post: None,
+            channels_last: false,
         };
         let got = &eval_op(&f, &[x, w, b, res.clone()]).unwrap()[0];
         let want: Vec<f32> = plain

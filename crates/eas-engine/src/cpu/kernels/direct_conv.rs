@@ -457,6 +457,7 @@ mod tests {
                 act: Activation::Clip { min: 0.0, max: 6.0 },
                 residual: true,
                 post: None,
+                channels_last: false,
             };
             let ins = [
                 Tensor::from_vec(&xs, x).unwrap(),

@@ -1035,6 +1035,7 @@ mod tests {
                         act,
                         residual: true,
                         post: None,
+                        channels_last: false,
                     },
                     &[x, w, bv, res],
                 )
