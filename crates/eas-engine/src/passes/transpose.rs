@@ -11,7 +11,8 @@
 //! - `op(Transpose(x, p), ...)` becomes `Transpose(op'(x, ...), p')` for element-wise ops
 //!   (Unary, Math, Cast; Binary and Where whose other inputs are constants or carry the same
 //!   transpose; constants are permuted so broadcasting means the same), Pad (pads permuted),
-//!   Reduce*/ArgMax/ArgMin and Squeeze with explicit axes (axes remapped; without keepdims
+//!   Reduce*/ArgMax/ArgMin, global pools (as a keepdims Reduce over the spatial axes) and
+//!   Squeeze with explicit axes (axes remapped; without keepdims
 //!   the transpose after shrinks, often to nothing), Concat (axis remapped) and Softmax (axis remapped).
 //!
 //! A sink is done only when every transpose it reads can then die: its other readers are
@@ -24,8 +25,8 @@ use super::Pass;
 use crate::Result;
 use crate::ir::{Dim, Graph, NodeId, PValue, Patch, ValueId};
 use crate::ops::{
-    ArgReduce, Binary, Cast, Concat, Math, Op, Pad, Reduce, Reshape, Softmax, Squeeze, Transpose,
-    Unary, Where, norm_axis,
+    ArgReduce, Binary, Cast, Concat, GlobalPool, Math, Op, Pad, Reduce, ReduceOp, Reshape, Softmax,
+    Squeeze, Transpose, Unary, Where, norm_axis,
 };
 use crate::tensor::Tensor;
 
@@ -345,6 +346,29 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
         };
         return sink(Box::new(new), ins, post(p), transposes);
     }
+    if let Some(gp) = op.downcast_ref::<GlobalPool>() {
+        // A keepdims reduce over the spatial axes: after the sink, a Reduce over where the
+        // transpose had put them (a channels-last region's NHWC -> NCHW before its pool).
+        let Some(ins) = map_inputs(&node.inputs, false)? else {
+            return Ok(None);
+        };
+        if r < 3 {
+            return Ok(None);
+        }
+        let mut axes: Vec<usize> = (2..r).map(|a| perm[a]).collect();
+        axes.sort_unstable();
+        let new = Reduce {
+            op: if gp.max {
+                ReduceOp::Max
+            } else {
+                ReduceOp::Mean
+            },
+            axes: axes.iter().map(|&a| a as i64).collect(),
+            keepdims: true,
+            noop_with_empty_axes: false,
+        };
+        return sink(Box::new(new), ins, post(perm), transposes);
+    }
     if let Some(sq) = op.downcast_ref::<Squeeze>() {
         // Like a reduce without keepdims over size-1 axes. Squeeze-all (no axes) needs the
         // input's shape to name the axes; left alone.
@@ -443,7 +467,7 @@ mod tests {
     use super::*;
     use crate::dtype::DType;
     use crate::ir::Fact;
-    use crate::ops::{BinOp, ReduceOp, UnaryOp};
+    use crate::ops::{BinOp, UnaryOp};
     use crate::passes::testing::{count, data, konst, rewrite};
     use crate::passes::{Dce, Pass, RemoveIdentities};
 
@@ -622,6 +646,27 @@ mod tests {
         g.set_outputs(&[m]);
         let o = rewrite(&g, passes(), &[data(&[2, 3, 4, 5], 1)]);
         assert_eq!(count(&o, "Transpose"), 0, "{o}");
+    }
+
+    /// A channels-last region's end: NHWC -> NCHW, then a global pool. The pool becomes a
+    /// keepdims Reduce over H and W, and the transpose after it only moves unit axes (a
+    /// Reshape).
+    #[test]
+    fn global_pools_take_the_transpose_as_reduces() {
+        for max in [false, true] {
+            let mut g = Graph::new();
+            let x = input(&mut g, "x", &[2, 3, 4, 5]);
+            let a = t(&mut g, x, &[0, 3, 1, 2]);
+            let p = node(&mut g, GlobalPool { max }, &[a]);
+            g.set_outputs(&[p]);
+            let o = rewrite(&g, passes(), &[data(&[2, 3, 4, 5], 1)]);
+            assert_eq!(count(&o, "Transpose"), 0, "{o}");
+            assert_eq!(
+                count(&o, if max { "ReduceMax" } else { "ReduceMean" }),
+                1,
+                "{o}"
+            );
+        }
     }
 
     /// Keras Conv1D's tail after the NCHW conv: Transpose to NHWC, Squeeze of the unit

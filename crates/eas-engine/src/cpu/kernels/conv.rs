@@ -215,7 +215,7 @@ fn epilogue<T: Float>(
 
 /// `act` as the GEMM store computes it in registers (the same expressions as
 /// `apply_act`); `None` for what needs `apply_act` itself (exp, NaN clip bounds).
-fn gemm_act(act: Activation) -> Option<sg::Activation<'static>> {
+pub(super) fn gemm_act(act: Activation) -> Option<sg::Activation<'static>> {
     Some(match act {
         Activation::Identity => sg::Activation::None,
         Activation::Relu => sg::Activation::Relu,
