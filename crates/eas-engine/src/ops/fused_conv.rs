@@ -84,7 +84,10 @@ pub struct FusedConv {
 /// NHWC -> NCHW of a rank-4 fact (and back with `to_nhwc`).
 fn permuted(f: &Fact, perm: [usize; 4]) -> Fact {
     let d = f.shape.dims();
-    Fact::new(f.dtype, crate::ir::Shape(perm.iter().map(|&i| d[i].clone()).collect()))
+    Fact::new(
+        f.dtype,
+        crate::ir::Shape(perm.iter().map(|&i| d[i].clone()).collect()),
+    )
 }
 const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
 const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
@@ -100,7 +103,10 @@ impl Op for FusedConv {
             if inputs[0].rank() != 4 {
                 return Err(Error::shape(
                     self.name(),
-                    format!("channels_last needs an NHWC input, not {:?}", inputs[0].shape),
+                    format!(
+                        "channels_last needs an NHWC input, not {:?}",
+                        inputs[0].shape
+                    ),
                 ));
             }
             let x = permuted(inputs[0], TO_NCHW);
@@ -208,7 +214,12 @@ mod tests {
     fn channels_last_reads_and_writes_nhwc() {
         use crate::dtype::DType;
         use crate::ir::Shape;
-        let k = |d: &[usize]| Fact::new(DType::F32, Shape(d.iter().map(|&v| Dim::Known(v)).collect()));
+        let k = |d: &[usize]| {
+            Fact::new(
+                DType::F32,
+                Shape(d.iter().map(|&v| Dim::Known(v)).collect()),
+            )
+        };
         let op = FusedConv {
             conv: Conv {
                 strides: vec![2, 2],
