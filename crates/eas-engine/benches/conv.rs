@@ -3,7 +3,9 @@
 //! machine: some runs go uninterrupted) and the GFLOP/s of the direct conv's 2*M*K*N flops
 //! (Winograd convs do fewer, so theirs can exceed the FMA peak).
 //!
-//! `cargo bench -p eas-engine --bench conv` (CONV_BENCH_FILTER=substring picks shapes).
+//! `cargo bench -p eas-engine --bench conv` (CONV_BENCH_FILTER=substring picks shapes;
+//! CONV_BENCH_LAYOUT=nhwc runs the channels-last kernels instead, `both` runs each shape in
+//! both layouts).
 
 use eas_engine::cpu::{CpuModel, CpuOptions};
 use eas_engine::ops::conv::Padding;
@@ -42,16 +44,37 @@ fn vals(len: usize, s: f32) -> Vec<f32> {
 
 fn main() {
     let filter = std::env::var("CONV_BENCH_FILTER").unwrap_or_default();
+    let layouts: &[bool] = match std::env::var("CONV_BENCH_LAYOUT").as_deref() {
+        Ok("nhwc") => &[true],
+        Ok("both") => &[false, true],
+        _ => &[false],
+    };
     println!(
-        "{:<26} {:>7} {:>10} {:>8}",
-        "shape", "threads", "best ms", "GFLOP/s"
+        "{:<26} {:>6} {:>7} {:>10} {:>8}",
+        "shape", "layout", "threads", "best ms", "GFLOP/s"
     );
     for &(name, cin, hw, cout, k, s, p) in SHAPES {
         if !name.contains(&filter) {
             continue;
         }
+        for &nhwc in layouts {
+            bench_one(name, (cin, hw, cout, k, s, p), nhwc);
+        }
+    }
+}
+
+fn bench_one(
+    name: &str,
+    (cin, hw, cout, k, s, p): (usize, usize, usize, usize, usize, usize),
+    nhwc: bool,
+) {
+    {
         let mut g = Graph::new();
-        let xs = [1, cin, hw, hw];
+        let xs = if nhwc {
+            [1, hw, hw, cin]
+        } else {
+            [1, cin, hw, hw]
+        };
         let x = g.add_input("x", Fact::known(DType::F32, &xs));
         let w = g.add_const(
             "w",
@@ -69,7 +92,7 @@ fn main() {
             act: Activation::Relu,
             residual: false,
             post: None,
-            channels_last: false,
+            channels_last: nhwc,
         };
         let y = g.add_node1("conv", op, &[x, w, b]).unwrap();
         g.set_outputs(&[y]);
@@ -94,7 +117,8 @@ fn main() {
                 runs += 1;
             }
             println!(
-                "{name:<26} {threads:>7} {:>10.3} {:>8.1}",
+                "{name:<26} {:>6} {threads:>7} {:>10.3} {:>8.1}",
+                if nhwc { "nhwc" } else { "nchw" },
                 best * 1e3,
                 flops / best / 1e9
             );

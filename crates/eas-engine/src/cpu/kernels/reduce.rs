@@ -19,6 +19,61 @@ struct ReduceKernel {
     permute: Option<StridedCopy>,
 }
 
+/// Float sums over a non-last axis (a channels-last global pool is a Mean over H and W):
+/// whole rows accumulate in an f64 buffer, a chunk of the output row at a time, in the same
+/// order of `i` per element as the per-column loop below, so the same bits. Returns false
+/// for the ops it does not take.
+fn f64_rowwise<T: Num>(
+    op: ReduceOp,
+    x: &[T],
+    out: &mut [T],
+    outer: usize,
+    red: usize,
+    inner: usize,
+) -> bool {
+    let n = red as f64;
+    // Closures, not fn pointers: each op gets its own inlined, vectorized loop.
+    let d = (x, out, outer, red, inner);
+    match op {
+        ReduceOp::Sum => f64_rows(d, |v| v, |s| s),
+        ReduceOp::Mean => f64_rows(d, |v| v, |s| s / n),
+        ReduceOp::SumSquare => f64_rows(d, |v| v * v, |s| s),
+        ReduceOp::L1 => f64_rows(d, f64::abs, |s| s),
+        ReduceOp::L2 => f64_rows(d, |v| v * v, f64::sqrt),
+        ReduceOp::LogSum => f64_rows(d, |v| v, f64::ln),
+        _ => return false,
+    }
+    true
+}
+
+#[inline(always)]
+fn f64_rows<T: Num>(
+    (x, out, outer, red, inner): (&[T], &mut [T], usize, usize, usize),
+    map: impl Fn(f64) -> f64,
+    fin: impl Fn(f64) -> f64,
+) {
+    // `Iterator::sum`'s start value for f64 (the per-column loop's).
+    let zero: f64 = std::iter::empty::<f64>().sum();
+    const CHUNK: usize = 256;
+    let mut acc = [0f64; CHUNK];
+    for o in 0..outer {
+        for j0 in (0..inner).step_by(CHUNK) {
+            let n = CHUNK.min(inner - j0);
+            let acc = &mut acc[..n];
+            acc.fill(zero);
+            for i in 0..red {
+                let xr = &x[(o * red + i) * inner + j0..][..n];
+                for (a, &v) in acc.iter_mut().zip(xr) {
+                    *a += map(v.to_f64());
+                }
+            }
+            for (d, &a) in out[o * inner + j0..][..n].iter_mut().zip(acc.iter()) {
+                *d = T::from_f64(fin(a));
+            }
+        }
+    }
+}
+
 fn reduce_t<T: Num>(op: ReduceOp, x: &[T], out: &mut [T], outer: usize, red: usize, inner: usize) {
     // Order-exact reductions over a non-last axis: fold whole contiguous rows into the output
     // row (the loop runs over `inner` and vectorizes) instead of striding down each column.
@@ -49,6 +104,9 @@ fn reduce_t<T: Num>(op: ReduceOp, x: &[T], out: &mut [T], outer: usize, red: usi
                 }
             }
         }
+        return;
+    }
+    if inner > 1 && T::DTYPE.is_float() && f64_rowwise(op, x, out, outer, red, inner) {
         return;
     }
     for o in 0..outer {
@@ -349,6 +407,43 @@ mod tests {
                     *g,
                     column(op, &xi, k / inner, k % inner, red, inner),
                     "{op:?}"
+                );
+            }
+        }
+    }
+
+    /// The f64 row path (float sums over a non-last axis, more than one chunk wide) gives
+    /// the per-column f64 fold's bits.
+    #[test]
+    fn float_sums_over_a_middle_axis_match_the_f64_column_fold() {
+        let (outer, red, inner) = (2, 7, 300);
+        let x: Vec<f32> = (0..outer * red * inner)
+            .map(|i| match i {
+                5 => f32::NAN,
+                901 => f32::INFINITY,
+                _ => ((i * 7919 % 1013) as f32 - 500.0) * 1e-3,
+            })
+            .collect();
+        for op in [
+            ReduceOp::Sum,
+            ReduceOp::Mean,
+            ReduceOp::SumSquare,
+            ReduceOp::L1,
+            ReduceOp::L2,
+            ReduceOp::LogSum,
+        ] {
+            let mut got = vec![0f32; outer * inner];
+            reduce_t(op, &x, &mut got, outer, red, inner);
+            for (k, g) in got.iter().enumerate() {
+                let (o, j) = (k / inner, k % inner);
+                let col: Vec<f32> = (0..red).map(|i| x[(o * red + i) * inner + j]).collect();
+                let mut want = [0f32];
+                reduce_t(op, &col, &mut want, 1, red, 1);
+                assert_eq!(
+                    g.to_bits(),
+                    want[0].to_bits(),
+                    "{op:?} at {k}: {g} vs {}",
+                    want[0]
                 );
             }
         }
