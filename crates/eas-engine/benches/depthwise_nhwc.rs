@@ -1,15 +1,18 @@
-//! Depthwise conv time on MobileNetV2's depthwise shapes (3x3, pad 1, bias + Relu6): one
-//! FusedConv planned alone, channels-last (`depthwise_nhwc`) next to the NCHW kernel, at 1
-//! thread. Prints the fastest of many runs in microseconds (robust on a shared machine:
-//! some runs go uninterrupted) and ONNX Runtime's time for the same layer at 1 thread.
+//! Depthwise conv time on MobileNetV2's depthwise shapes (3x3, pad 1, bias + Relu6): the
+//! FusedConv kernel alone (built from the registry, run on preallocated tensors, so no
+//! input copy or output allocation is timed), channels-last (`depthwise_nhwc`) next to the
+//! NCHW kernel, at 1 thread. Prints the fastest of many runs in microseconds (robust on a
+//! shared machine: some runs go uninterrupted) and ONNX Runtime's time for the same layer
+//! at 1 thread (its per-node profile inside MobileNetV2).
 //!
 //! `cargo bench -p eas-engine --bench depthwise_nhwc` (DW_BENCH_FILTER=substring picks
 //! shapes, DW_BENCH_THREADS=n sets the threads).
 
-use eas_engine::cpu::{CpuModel, CpuOptions};
+use eas_engine::cpu::{Kernel, KernelCtx, TensorView, TensorViewMut, kernels};
 use eas_engine::ops::conv::Padding;
-use eas_engine::ops::{Activation, Conv, FusedConv};
-use eas_engine::{DType, Fact, Graph, Tensor};
+use eas_engine::ops::{Activation, Conv, FusedConv, Op};
+use eas_engine::tensor::AlignedBytes;
+use eas_engine::{DType, Fact, Tensor};
 use std::time::Instant;
 
 /// (name, channels, input height = width, stride, ONNX Runtime us at 1 thread)
@@ -32,14 +35,49 @@ fn vals(len: usize, s: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Fastest run of `model` on `input`, in microseconds.
-fn best_us(model: &CpuModel, input: &Tensor) -> f64 {
+/// Fastest run of `op` on `inputs` (weights constant at plan time), in microseconds.
+fn best_us(op: &FusedConv, inputs: &[Tensor]) -> f64 {
+    let facts: Vec<Fact> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if i == 0 {
+                Fact::known(t.dtype(), t.shape())
+            } else {
+                Fact::konst(t.clone())
+            }
+        })
+        .collect();
+    let refs: Vec<&Fact> = facts.iter().collect();
+    let outs = op.infer(&refs).unwrap();
+    let builder = kernels().get(op).unwrap();
+    let kernel: Box<dyn Kernel> = builder(op, &facts, &outs).unwrap();
+    let shape = outs[0].shape.as_known().unwrap();
+    let mut out = AlignedBytes::zeroed(shape.iter().product::<usize>() * 4).unwrap();
+    let mut scratch = AlignedBytes::zeroed(kernel.scratch_bytes()).unwrap();
+    let views: Vec<TensorView> = inputs
+        .iter()
+        .map(|t| TensorView {
+            dtype: t.dtype(),
+            shape: t.shape(),
+            bytes: t.as_bytes(),
+        })
+        .collect();
     let mut best = f64::INFINITY;
     let start = Instant::now();
     let mut runs = 0;
-    while runs < 50 || (start.elapsed().as_secs_f64() < 1.0 && runs < 2000) {
+    while runs < 50 || (start.elapsed().as_secs_f64() < 1.0 && runs < 5000) {
+        let mut ov = [TensorViewMut {
+            dtype: DType::F32,
+            shape: &shape,
+            bytes: out.as_bytes_mut(),
+        }];
+        let mut ctx = KernelCtx {
+            scratch: scratch.as_bytes_mut(),
+            threads: rayon::current_num_threads(),
+        };
         let t = Instant::now();
-        std::hint::black_box(model.run(std::slice::from_ref(input)).unwrap());
+        kernel.run(&mut ctx, &views, &mut ov).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         runs += 1;
     }
@@ -56,6 +94,10 @@ fn main() {
         "{:<12} {:>7} {:>10} {:>10} {:>8}",
         "shape", "threads", "nhwc us", "nchw us", "ort us"
     );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     for &(name, c, hw, s, ort) in SHAPES {
         if !name.contains(&filter) {
             continue;
@@ -67,13 +109,9 @@ fn main() {
             } else {
                 [1, c, hw, hw]
             };
-            let mut g = Graph::new();
-            let x = g.add_input("x", Fact::known(DType::F32, &xs));
-            let w = g.add_const(
-                "w",
-                Tensor::from_vec(&[c, 1, 3, 3], vals(c * 9, 0.3)).unwrap(),
-            );
-            let b = g.add_const("b", Tensor::from_vec(&[c], vals(c, 0.1)).unwrap());
+            let w = Tensor::from_vec(&[c, 1, 3, 3], vals(c * 9, 0.3)).unwrap();
+            let b = Tensor::from_vec(&[c], vals(c, 0.1)).unwrap();
+            let x = Tensor::from_vec(&xs, vals(xs.iter().product(), 1.0)).unwrap();
             let op = FusedConv {
                 conv: Conv {
                     strides: vec![s, s],
@@ -86,17 +124,7 @@ fn main() {
                 post: None,
                 channels_last,
             };
-            let y = g.add_node1("dw", op, &[x, w, b]).unwrap();
-            g.set_outputs(&[y]);
-            let model = CpuModel::new(
-                g,
-                CpuOptions {
-                    threads: Some(threads),
-                },
-            )
-            .unwrap();
-            let input = Tensor::from_vec(&xs, vals(xs.iter().product(), 1.0)).unwrap();
-            times[i] = best_us(&model, &input);
+            times[i] = pool.install(|| best_us(&op, &[x, w, b]));
         }
         println!(
             "{name:<12} {threads:>7} {:>10.1} {:>10.1} {ort:>8.0}",
