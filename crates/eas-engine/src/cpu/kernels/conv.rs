@@ -262,7 +262,7 @@ impl Kernel for WithPost {
 }
 
 /// `v = v * scale + shift`, a multiply then an add (the unfused Mul and Add).
-fn apply_post(p: PostAffine, o: &mut [f32]) {
+pub(super) fn apply_post(p: PostAffine, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if Simd::detect() == Simd::Avx512 {
         #[target_feature(enable = "avx512f")]
