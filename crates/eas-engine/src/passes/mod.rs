@@ -4,6 +4,7 @@
 use crate::ir::{Graph, verify};
 use crate::{Error, Result};
 
+mod channels_last;
 mod const_fold;
 mod cse;
 mod dce;
@@ -17,6 +18,7 @@ mod identity;
 mod sink_squeeze;
 mod transpose;
 
+pub use channels_last::ChannelsLast;
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
@@ -55,6 +57,8 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(Dce),
         // Last: folding passes above need the bare Conv.
         Box::new(FuseConv),
+        // After FuseConv: it takes the fused convs as they are.
+        Box::new(ChannelsLast),
     ]
 }
 

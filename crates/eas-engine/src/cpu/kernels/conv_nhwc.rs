@@ -3,7 +3,8 @@
 //! (`out[pixels x M] = col[pixels x K] * w[K x M]`, K = kh*kw*C in (ky, kx, c) order), so a
 //! 1x1 stride-1 conv multiplies the input itself and other convs build `col` a block of
 //! rows at a time (a block fits in L2 beside the GEMM's packing buffers). Bias (per
-//! column), residual, activation and the post map all run in the GEMM's store.
+//! column), residual, activation and the post map all run in the GEMM's store. Convs with
+//! few outputs, few input channels or little depth skip the GEMM ([`DirectNhwc`]).
 
 use super::conv::{apply_act, gemm_act};
 use crate::cpu::gemm as sg;
@@ -20,7 +21,14 @@ pub(super) fn build(f: &FusedConv, inputs: &[Fact]) -> Result<Box<dyn Kernel>> {
     if let Some(k) = super::depthwise_nhwc::build(f, inputs)? {
         return Ok(k);
     }
-    Ok(Box::new(GemmConv::new(f, inputs)?))
+    let (g, b) = GemmConv::new(f, inputs)?;
+    if (g.c <= STEM_MAX_C && g.m <= STEM_MAX_M && !g.direct)
+        || (g.m <= NARROW_MAX_M && g.k() * g.m.next_multiple_of(16) <= NARROW_MAX_W)
+        || (g.k() <= SHALLOW_MAX_K && g.m <= SHALLOW_MAX_M)
+    {
+        return Ok(Box::new(DirectNhwc::new(g, &b)));
+    }
+    Ok(Box::new(g))
 }
 
 /// Bytes of one im2col row block (a quarter of a Zen 4 L2: the GEMM packs its B panels and
@@ -44,12 +52,16 @@ struct GemmConv {
     direct: bool,
     /// im2col path: output pixels per block.
     rows: usize,
+    /// Per output column: the taps `kx in [lo, hi)` that read inside the input row, and
+    /// the input column of tap 0 (may be negative).
+    xspan: Vec<(u32, u32, isize)>,
     /// Threads the scratch was sized for.
     threads: usize,
 }
 
 impl GemmConv {
-    fn new(f: &FusedConv, inputs: &[Fact]) -> Result<GemmConv> {
+    /// The kernel, and its weights as the `K x M` matrix it packed.
+    fn new(f: &FusedConv, inputs: &[Fact]) -> Result<(GemmConv, Vec<f32>)> {
         let x = concrete(&inputs[0])?;
         let wf = &inputs[1];
         let ws = concrete(wf)?;
@@ -103,20 +115,33 @@ impl GemmConv {
             && w.stride == 1
             && h.pad_begin + h.pad_end + w.pad_begin + w.pad_end == 0;
         let rows = (COL_BLOCK_BYTES / (4 * k.max(1))).clamp(sg::MR, 4096) / sg::MR * sg::MR;
-        Ok(GemmConv {
-            n,
-            c,
-            m,
-            h,
-            w,
-            packed,
-            act: f.act,
-            residual: f.residual,
-            post: f.post.map(|p| (p.scale, p.shift)),
-            direct,
-            rows,
-            threads: super::pool_threads(),
-        })
+        let xspan = (0..w.output)
+            .map(|ox| {
+                let ix0 = (ox * w.stride) as isize - w.pad_begin as isize;
+                let d = w.dilation as isize;
+                let lo = (((-ix0).max(0) + d - 1) / d).min(w.kernel as isize);
+                let hi = ((w.input as isize - ix0 + d - 1) / d).clamp(0, w.kernel as isize);
+                (lo as u32, hi.max(lo) as u32, ix0)
+            })
+            .collect();
+        Ok((
+            GemmConv {
+                n,
+                c,
+                m,
+                h,
+                w,
+                packed,
+                act: f.act,
+                residual: f.residual,
+                post: f.post.map(|p| (p.scale, p.shift)),
+                direct,
+                rows,
+                xspan,
+                threads: super::pool_threads(),
+            },
+            b,
+        ))
     }
 
     fn k(&self) -> usize {
@@ -149,33 +174,47 @@ impl GemmConv {
         let (h, w, c) = (self.h, self.w, self.c);
         let (ow, oh) = (w.output, h.output);
         let k = self.k();
-        for p in p0..p1 {
-            let row = &mut col[(p - p0) * k..][..k];
-            let (img, oy, ox) = (p / (oh * ow), (p / ow) % oh, p % ow);
-            let ix0 = (ox * w.stride) as isize - w.pad_begin as isize;
-            // kx in [lo, hi) read inside the image row.
-            let d = w.dilation as isize;
-            let lo = ((-ix0).max(0) + d - 1) / d;
-            let hi = ((w.input as isize - ix0 + d - 1) / d).clamp(0, w.kernel as isize);
-            let (lo, hi) = (lo.min(w.kernel as isize) as usize, hi as usize);
+        let row_len = w.kernel * c;
+        // Pixel coordinates advance incrementally: three divisions per pixel cost more than
+        // an image stem's whole row copy.
+        let (mut img, mut oy, mut ox) = (p0 / (oh * ow), (p0 / ow) % oh, p0 % ow);
+        for row in col[..(p1 - p0) * k].chunks_exact_mut(k) {
+            let (lo, hi, ix0) = self.xspan[ox];
+            let (lo, hi) = (lo as usize, hi as usize);
             for ky in 0..h.kernel {
-                let dst = &mut row[ky * w.kernel * c..][..w.kernel * c];
+                let dst = &mut row[ky * row_len..][..row_len];
                 let iy = (oy * h.stride + ky * h.dilation) as isize - h.pad_begin as isize;
                 if iy < 0 || iy >= h.input as isize || lo >= hi {
                     dst.fill(0.0);
                     continue;
                 }
                 let src_row = &x[(img * h.input + iy as usize) * w.input * c..][..w.input * c];
-                dst[..lo * c].fill(0.0);
-                dst[hi * c..].fill(0.0);
+                if lo > 0 {
+                    dst[..lo * c].fill(0.0);
+                }
+                if hi < w.kernel {
+                    dst[hi * c..].fill(0.0);
+                }
                 if w.dilation == 1 {
                     let ix = (ix0 + lo as isize) as usize;
-                    dst[lo * c..hi * c].copy_from_slice(&src_row[ix * c..][..(hi - lo) * c]);
+                    copy(
+                        &mut dst[lo * c..hi * c],
+                        &src_row[ix * c..][..(hi - lo) * c],
+                    );
                 } else {
                     for kx in lo..hi {
                         let ix = (ix0 + (kx * w.dilation) as isize) as usize;
-                        dst[kx * c..][..c].copy_from_slice(&src_row[ix * c..][..c]);
+                        copy(&mut dst[kx * c..][..c], &src_row[ix * c..][..c]);
                     }
+                }
+            }
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    img += 1;
                 }
             }
         }
@@ -276,6 +315,282 @@ impl GemmConv {
     }
 }
 
+/// Convs with few outputs or few taps, straight from the NHWC input, no im2col, no
+/// packing: per output pixel, `M` outputs in `M/16` vectors accumulate `x[tap] * w[tap]`
+/// over all `kh*kw*C` taps (broadcast input, weight vectors from L1), 4 pixels at a time.
+/// Taken by image stems (3x3/2 from RGB: im2col spent more on building 27-float rows than
+/// the GEMM on multiplying them), convs to at most 32 channels (the GEMM computes 32-wide
+/// tiles and packs its input) and shallow convs (depth <= 32, up to 96 outputs).
+/// Bias starts the sums; residual, activation and post run on each finished output row.
+#[derive(Debug)]
+struct DirectNhwc {
+    g: GemmConv,
+    /// `[tap (ky, kx, c)][M rounded up to 16]`.
+    w: Vec<f32>,
+    mp: usize,
+    avx512: bool,
+}
+
+/// Input channels up to which [`DirectNhwc`] runs a conv.
+const STEM_MAX_C: usize = 4;
+/// Output channels up to which [`DirectNhwc`] runs a conv (4 vectors per pixel).
+const STEM_MAX_M: usize = 64;
+/// Any conv with at most this many outputs also runs direct (MobileNetV2's projections to
+/// 16, 24 and 32 channels): the GEMM would compute 32-column tiles and pack its input.
+const NARROW_MAX_M: usize = 32;
+/// ... when its weights (floats, outputs rounded up to 16) stay in L1.
+const NARROW_MAX_W: usize = 8192;
+/// And convs this shallow (MobileNetV2's first expand, 16 -> 96 over 112x112), up to
+/// [`SHALLOW_MAX_M`] outputs: a GEMM tile does 16-32 depth steps between stores.
+const SHALLOW_MAX_K: usize = 32;
+const SHALLOW_MAX_M: usize = 96;
+
+impl DirectNhwc {
+    /// `b`: the weights as `GemmConv` multiplies them, `[tap][M]` (its packed copy in `g`
+    /// goes unused; a stem's weights are a few KB).
+    fn new(g: GemmConv, b: &[f32]) -> DirectNhwc {
+        let mp = g.m.next_multiple_of(16);
+        let taps = g.k();
+        let mut w = vec![0f32; taps * mp];
+        for t in 0..taps {
+            w[t * mp..][..g.m].copy_from_slice(&b[t * g.m..][..g.m]);
+        }
+        DirectNhwc {
+            g,
+            w,
+            mp,
+            avx512: avx512(),
+        }
+    }
+
+    /// One output pixel with every tap checked (edges, and CPUs without AVX-512).
+    fn pixel(&self, x: &[f32], bias: &[f32], img: usize, oy: usize, ox: usize, o: &mut [f32]) {
+        let (h, w, c, m) = (self.g.h, self.g.w, self.g.c, self.g.m);
+        o.copy_from_slice(&bias[..m]);
+        for ky in 0..h.kernel {
+            let iy = (oy * h.stride + ky * h.dilation) as isize - h.pad_begin as isize;
+            if iy < 0 || iy >= h.input as isize {
+                continue;
+            }
+            for kx in 0..w.kernel {
+                let ix = (ox * w.stride + kx * w.dilation) as isize - w.pad_begin as isize;
+                if ix < 0 || ix >= w.input as isize {
+                    continue;
+                }
+                let src = ((img * h.input + iy as usize) * w.input + ix as usize) * c;
+                for ci in 0..c {
+                    let v = x[src + ci];
+                    let wt = &self.w[((ky * w.kernel + kx) * c + ci) * self.mp..][..m];
+                    for (a, &k) in o.iter_mut().zip(wt) {
+                        *a += v * k;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output row `oy` of image `img` (`o`: its `ow * M` outputs), before the epilogue.
+    fn row(&self, x: &[f32], bias: &[f32], img: usize, oy: usize, o: &mut [f32]) {
+        let (w, m) = (self.g.w, self.g.m);
+        // Output columns whose taps all read inside the row.
+        let (mut lo, mut hi) = (w.output, 0);
+        for (ox, &(l, h, _)) in self.g.xspan.iter().enumerate() {
+            if l == 0 && h as usize == w.kernel {
+                lo = lo.min(ox);
+                hi = hi.max(ox + 1);
+            }
+        }
+        let mut ox = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 && lo < hi {
+            for ox in 0..lo {
+                self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+            }
+            // SAFETY: AVX-512F is present (`avx512`); columns [lo, hi) read inside the row.
+            let done = unsafe {
+                match self.mp / 16 {
+                    1 => self.row_avx512::<1>(x, bias, img, oy, lo, hi, o),
+                    2 => self.row_avx512::<2>(x, bias, img, oy, lo, hi, o),
+                    3 => self.row_avx512::<3>(x, bias, img, oy, lo, hi, o),
+                    4 => self.row_avx512::<4>(x, bias, img, oy, lo, hi, o),
+                    5 => self.row_avx512::<5>(x, bias, img, oy, lo, hi, o),
+                    _ => self.row_avx512::<6>(x, bias, img, oy, lo, hi, o),
+                }
+            };
+            for ox in done..w.output {
+                self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+            }
+            return;
+        }
+        while ox < w.output {
+            self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+            ox += 1;
+        }
+    }
+
+    /// Columns `[lo, lo + 4k)` of the row (the largest such range inside `[lo, hi)`), in
+    /// blocks of 4 pixels x `NV` vectors; returns where it stopped.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row_avx512<const NV: usize>(
+        &self,
+        x: &[f32],
+        bias: &[f32],
+        img: usize,
+        oy: usize,
+        lo: usize,
+        hi: usize,
+        o: &mut [f32],
+    ) -> usize {
+        use std::arch::x86_64::*;
+        const P: usize = 4;
+        let (h, w, c, m) = (self.g.h, self.g.w, self.g.c, self.g.m);
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, b) in bv.iter_mut().enumerate() {
+            let n = m.saturating_sub(v * 16).min(16);
+            // SAFETY: n lanes of bias from v*16 are in bounds.
+            *b = unsafe {
+                _mm512_maskz_loadu_ps(super::conv::avx512::mask(n), bias.as_ptr().add(v * 16))
+            };
+        }
+        let mut ox = lo;
+        while ox + P <= hi {
+            let mut acc = [[_mm512_setzero_ps(); NV]; P];
+            for a in acc.iter_mut() {
+                *a = bv;
+            }
+            for ky in 0..h.kernel {
+                let iy = (oy * h.stride + ky * h.dilation) as isize - h.pad_begin as isize;
+                if iy < 0 || iy >= h.input as isize {
+                    continue;
+                }
+                let row = (img * h.input + iy as usize) * w.input;
+                for kx in 0..w.kernel {
+                    let ix0 = ox * w.stride + kx * w.dilation - w.pad_begin;
+                    let base = (row + ix0) * c;
+                    let wt = ((ky * w.kernel + kx) * c) * self.mp;
+                    for ci in 0..c {
+                        // SAFETY: interior columns: every tap is inside the input; weights
+                        // hold taps * mp floats.
+                        unsafe {
+                            let mut wv = [_mm512_setzero_ps(); NV];
+                            for (v, wv) in wv.iter_mut().enumerate() {
+                                *wv = _mm512_loadu_ps(
+                                    self.w.as_ptr().add(wt + ci * self.mp + v * 16),
+                                );
+                            }
+                            for (p, a) in acc.iter_mut().enumerate() {
+                                let xv =
+                                    _mm512_set1_ps(*x.get_unchecked(base + p * w.stride * c + ci));
+                                for v in 0..NV {
+                                    a[v] = _mm512_fmadd_ps(xv, wv[v], a[v]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (p, a) in acc.iter().enumerate() {
+                let dst = &mut o[(ox + p) * m..][..m];
+                for (v, a) in a.iter().enumerate() {
+                    let n = m.saturating_sub(v * 16).min(16);
+                    // SAFETY: n lanes from v*16 lie inside this pixel's m outputs.
+                    unsafe {
+                        _mm512_mask_storeu_ps(
+                            dst.as_mut_ptr().add(v * 16),
+                            super::conv::avx512::mask(n),
+                            *a,
+                        )
+                    };
+                }
+            }
+            ox += P;
+        }
+        ox
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests force the portable stem path with this (read when a kernel is built).
+    static FORCE_PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    #[cfg(test)]
+    if FORCE_PORTABLE.with(|f| f.get()) {
+        return false;
+    }
+    is_x86_feature_detected!("avx512f")
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512() -> bool {
+    false
+}
+
+impl Kernel for DirectNhwc {
+    fn work(&self) -> Option<usize> {
+        Some(self.g.pixels() * self.g.m * self.g.k())
+    }
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let x = inputs[0].as_slice::<f32>()?;
+        let bias = inputs[2].as_slice::<f32>()?;
+        let res = if self.g.residual {
+            Some(inputs[3].as_slice::<f32>()?)
+        } else {
+            None
+        };
+        let out = outputs[0].as_slice_mut::<f32>()?;
+        let (oh, row_len) = (self.g.h.output, self.g.w.output * self.g.m);
+        let (act, post) = (self.g.act, self.g.post);
+        let one = |r: usize, o: &mut [f32]| {
+            let (img, oy) = (r / oh, r % oh);
+            self.row(x, bias, img, oy, o);
+            if let Some(res) = res {
+                for (v, &q) in o.iter_mut().zip(&res[r * row_len..][..row_len]) {
+                    *v += q;
+                }
+            }
+            apply_act(act, o);
+            if let Some((scale, shift)) = post {
+                super::conv::apply_post(crate::ops::PostAffine { scale, shift }, o);
+            }
+        };
+        let rows = out.len() / row_len.max(1);
+        if ctx.threads > 1 && rows > 1 {
+            out.par_chunks_mut(row_len)
+                .enumerate()
+                .for_each(|(r, o)| one(r, o));
+        } else {
+            for (r, o) in out.chunks_mut(row_len).enumerate().take(rows) {
+                one(r, o);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a memcpy call for short runs: an image stem's
+/// im2col row is three runs of 9 floats (3x3 taps of 3 channels), and the call cost more
+/// than the copy.
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    if dst.len() <= 16 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// The output pointer shared by tasks that write disjoint rows.
 struct SendPtr(*mut f32);
 // SAFETY: tasks write disjoint row ranges (see `run_f32`).
@@ -347,7 +662,9 @@ mod tests {
     /// (direct 1x1, im2col with and without blocks, strided, dilated, padded).
     #[test]
     fn matches_the_nchw_conv() {
-        let cases: &[(&[usize], &[usize], usize, usize, Padding)] = &[
+        /// (NCHW input, weights, stride, dilation, padding)
+        type Case = (&'static [usize], &'static [usize], usize, usize, Padding);
+        let cases: &[Case] = &[
             // (NCHW input, weights, stride, dilation, padding)
             (&[1, 16, 9, 11], &[24, 16, 1, 1], 1, 1, Padding::Valid),
             (&[2, 5, 7, 6], &[7, 5, 1, 1], 2, 1, Padding::Valid),
@@ -380,8 +697,35 @@ mod tests {
                 1,
                 Padding::Explicit(vec![2, 2, 2, 2]),
             ),
+            // The GEMM on the input itself (1x1, more than 32 outputs, deep).
+            (&[1, 48, 5, 6], &[40, 48, 1, 1], 1, 1, Padding::Valid),
+            // Shallow convs run direct: 6 and 5 vectors of outputs.
+            (&[1, 16, 9, 10], &[96, 16, 1, 1], 1, 1, Padding::Valid),
+            (
+                &[1, 8, 6, 7],
+                &[72, 8, 2, 2],
+                1,
+                1,
+                Padding::Explicit(vec![0, 1, 1, 0]),
+            ),
+            // Stems (the direct path): 4 vectors of outputs, 3 with a masked tail, dilation,
+            // two images.
+            (
+                &[1, 3, 17, 23],
+                &[64, 3, 3, 3],
+                2,
+                1,
+                Padding::Explicit(vec![0, 1, 1, 0]),
+            ),
+            (
+                &[2, 2, 12, 14],
+                &[40, 2, 3, 3],
+                1,
+                2,
+                Padding::Explicit(vec![2, 2, 2, 2]),
+            ),
         ];
-        for (xs, ws, s, d, pad) in cases {
+        for ((xs, ws, s, d, pad), portable) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
             for (act, residual, post) in [
                 (Activation::Identity, false, None),
                 (Activation::Clip { min: 0.0, max: 6.0 }, true, None),
@@ -429,7 +773,14 @@ mod tests {
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    let got = pool.install(|| eval_op(&op, &ins)).unwrap().remove(0);
+                    // Set on the pool's thread, where the kernel is built.
+                    let got = pool
+                        .install(|| {
+                            super::FORCE_PORTABLE.with(|f| f.set(portable));
+                            eval_op(&op, &ins)
+                        })
+                        .unwrap()
+                        .remove(0);
                     let got = permute(&got, [0, 3, 1, 2]);
                     assert_eq!(got.shape(), want.shape());
                     let (g, w) = (
@@ -441,7 +792,7 @@ mod tests {
                     for (i, (a, b)) in g.iter().zip(w).enumerate() {
                         assert!(
                             (a - b).abs() <= 1e-5 * scale,
-                            "{xs:?} {ws:?} s{s} d{d} {pad:?} {act:?} res {residual} t{threads}: [{i}] {a} vs {b}"
+                            "{xs:?} {ws:?} s{s} d{d} {pad:?} {act:?} res {residual} t{threads} portable {portable}: [{i}] {a} vs {b}"
                         );
                     }
                 }
