@@ -445,29 +445,24 @@ mod avx512 {
         }
     }
 
-    /// Residual, activation, post and the masked store of `N` finished accumulators.
-    #[target_feature(enable = "avx512f,fma")]
-    #[inline]
-    unsafe fn store<const N: usize>(
-        k: &DwNhwc,
-        t: &Tile,
-        acc: &[__m512; N],
-        cb: usize,
-        m: __mmask16,
-    ) {
-        for (j, a) in acc.iter().enumerate() {
-            let idx = (t.ox + j) * k.c + cb;
-            let mut v = *a;
-            if let Some(r) = t.res {
-                // SAFETY: idx + valid lanes inside the residual row (asserted by `row`).
-                v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(m, r.add(idx)) });
+    /// Residual, activation, post and the masked store of a tile's finished accumulators
+    /// (a macro, not a function: a call would pass the accumulators through memory).
+    macro_rules! store {
+        ($k:expr, $t:expr, $acc:expr, $cb:expr, $m:expr) => {
+            for (j, a) in $acc.iter().enumerate() {
+                let idx = ($t.ox + j) * $k.c + $cb;
+                let mut v = *a;
+                if let Some(r) = $t.res {
+                    // SAFETY: idx + valid lanes inside the residual row (asserted by `row`).
+                    v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps($m, r.add(idx)) });
+                }
+                if $t.in_regs {
+                    v = act_post($k.act, $k.post, v);
+                }
+                // SAFETY: idx + valid lanes inside the output row.
+                unsafe { _mm512_mask_storeu_ps($t.out.add(idx), $m, v) };
             }
-            if t.in_regs {
-                v = act_post(k.act, k.post, v);
-            }
-            // SAFETY: idx + valid lanes inside the output row.
-            unsafe { _mm512_mask_storeu_ps(t.out.add(idx), m, v) };
-        }
+        };
     }
 
     /// The activation then the post map (a multiply then an add, each rounded: the
@@ -485,14 +480,16 @@ mod avx512 {
         }
     }
 
-    /// `N` pixels of a 3-wide kernel at horizontal stride `SW`, dilation 1: input pixel `q`
-    /// of the tile's span is loaded once per kernel row and feeds every output `j` and tap
-    /// `kx` with `j * SW + kx == q`. `CHECK`: skip pixels outside the image.
+    /// `N` pixels of a 3-wide kernel at horizontal stride `SW` (1 or 2), dilation 1: each
+    /// input pixel of a kernel row is loaded once into a register and feeds every output
+    /// `j` and tap `kx` with `j * SW + kx == q`. `CHECK`: pixels outside the image read 0.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     unsafe fn tile_k3<const N: usize, const SW: usize, const CHECK: bool>(k: &DwNhwc, t: &Tile) {
+        const SPAN_MAX: usize = (XT - 1) * 2 + 3;
         let (c, cp, iw) = (k.c, k.cp, k.iw as isize);
         let span = (N - 1) * SW + 3;
+        debug_assert!(span <= SPAN_MAX);
         let ix0 = (t.ox * SW) as isize - k.pad_l as isize;
         let mut cb = 0;
         while cb < c {
@@ -506,21 +503,22 @@ mod avx512 {
                 let wrow = unsafe { k.w.as_ptr().add(ky * 3 * cp + cb) };
                 let w: [__m512; 3] =
                     std::array::from_fn(|kx| unsafe { _mm512_loadu_ps(wrow.add(kx * cp)) });
-                for q in 0..span {
+                // The row's input pixels, each loaded once (zero outside the image) ...
+                let mut xs = [_mm512_setzero_ps(); SPAN_MAX];
+                for (q, xv) in xs.iter_mut().enumerate().take(span) {
                     let ix = ix0 + q as isize;
-                    if CHECK && (ix < 0 || ix >= iw) {
-                        continue;
+                    if !CHECK || (ix >= 0 && ix < iw) {
+                        *xv = unsafe { _mm512_maskz_loadu_ps(m, xrow.offset(ix * c as isize)) };
                     }
-                    let xv = unsafe { _mm512_maskz_loadu_ps(m, xrow.offset(ix * c as isize)) };
-                    for (kx, wv) in w.iter().enumerate() {
-                        if q >= kx && (q - kx) % SW == 0 && (q - kx) / SW < N {
-                            let j = (q - kx) / SW;
-                            acc[j] = _mm512_fmadd_ps(xv, *wv, acc[j]);
-                        }
+                }
+                // ... then tap by tap over all N outputs: N independent FMA chains.
+                for (kx, wv) in w.iter().enumerate() {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(xs[j * SW + kx], *wv, *a);
                     }
                 }
             }
-            unsafe { store(k, t, &acc, cb, m) };
+            store!(k, t, acc, cb, m);
             cb += 16;
         }
     }
@@ -553,7 +551,7 @@ mod avx512 {
                     }
                 }
             }
-            unsafe { store(k, t, &acc, cb, m) };
+            store!(k, t, acc, cb, m);
             cb += 16;
         }
     }
