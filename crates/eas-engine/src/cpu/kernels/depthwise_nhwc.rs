@@ -23,6 +23,7 @@ use crate::dtype::DType;
 use crate::ir::Fact;
 use crate::ops::conv::geometry;
 use crate::ops::{Activation, FusedConv, PostAffine};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -59,8 +60,9 @@ struct DwNhwc {
     pad_l: usize,
     /// C rounded up to 16: the packed weights' row length.
     cp: usize,
-    /// `[kh * kw][cp]`.
-    w: Vec<f32>,
+    /// `[kh * kw][cp]`, in a tensor for its 64-byte alignment (every weight vector load
+    /// within one cache line).
+    w: Tensor,
     act: Activation,
     residual: bool,
     post: Option<PostAffine>,
@@ -179,7 +181,7 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
         pad_t: gh.pad_begin,
         pad_l,
         cp,
-        w,
+        w: Tensor::from_vec(&[taps * cp], w)?,
         act: f.act,
         residual: f.residual,
         post: f.post,
@@ -191,6 +193,9 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
 }
 
 impl DwNhwc {
+    fn weights(&self) -> &[f32] {
+        crate::tensor::bytes_as::<f32>(self.w.as_bytes())
+    }
     fn row_len(&self) -> usize {
         self.ow * self.c
     }
@@ -255,6 +260,7 @@ impl DwNhwc {
     ) {
         let (c, cp) = (self.c, self.cp);
         let (ky0, ky1, iy0) = self.ky_range(oy);
+        let w = self.weights();
         for (ox, pix) in orow.chunks_exact_mut(c).enumerate() {
             pix.copy_from_slice(bias);
             let ix0 = (ox * self.sw) as isize - self.pad_l as isize;
@@ -266,7 +272,7 @@ impl DwNhwc {
                         continue;
                     }
                     let xp = &img[(iy * self.iw + ix as usize) * c..][..c];
-                    let wp = &self.w[(ky * self.kw + kx) * cp..][..c];
+                    let wp = &w[(ky * self.kw + kx) * cp..][..c];
                     for ((o, &xv), &wv) in pix.iter_mut().zip(xp).zip(wp) {
                         *o += xv * wv;
                     }
@@ -387,7 +393,7 @@ mod avx512 {
                 && bias.len() >= k.c
                 && orow.len() >= k.ow * k.c
                 && res.is_none_or(|r| r.len() >= k.ow * k.c)
-                && k.w.len() >= k.kh * k.kw * k.cp
+                && k.weights().len() >= k.kh * k.kw * k.cp
         );
         let (ky0, ky1, iy0) = k.ky_range(oy);
         let in_regs = act_in_tile(k.act);
@@ -500,7 +506,7 @@ mod avx512 {
             for ky in t.ky0..t.ky1 {
                 let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
                 let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
-                let wrow = unsafe { k.w.as_ptr().add(ky * 3 * cp + cb) };
+                let wrow = unsafe { k.weights().as_ptr().add(ky * 3 * cp + cb) };
                 let w: [__m512; 3] =
                     std::array::from_fn(|kx| unsafe { _mm512_loadu_ps(wrow.add(kx * cp)) });
                 // The row's input pixels, each loaded once (zero outside the image) ...
@@ -539,8 +545,9 @@ mod avx512 {
                 let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
                 let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
                 for kx in 0..k.kw {
-                    let wv =
-                        unsafe { _mm512_loadu_ps(k.w.as_ptr().add((ky * k.kw + kx) * cp + cb)) };
+                    let wv = unsafe {
+                        _mm512_loadu_ps(k.weights().as_ptr().add((ky * k.kw + kx) * cp + cb))
+                    };
                     for (j, a) in acc.iter_mut().enumerate() {
                         let ix = ix0 + (j * k.sw + kx * k.dw) as isize;
                         if CHECK && (ix < 0 || ix >= iw) {
