@@ -373,8 +373,71 @@ mod avx512 {
         iy0: isize,
         /// First output column of the tile.
         ox: usize,
-        /// Activation and post in registers (else the caller maps the row).
-        in_regs: bool,
+        epi: Epi,
+    }
+
+    /// The activation as the tiles apply it, constants already broadcast.
+    #[derive(Clone, Copy)]
+    enum VAct {
+        /// Not in registers: the caller maps the finished row (exp, NaN clip bounds).
+        Later,
+        Identity,
+        Relu,
+        /// [lo, hi] as `min(hi, max(lo, v))`: `max_ps(a, b)` is `a > b ? a : b`, so this
+        /// is `vec_act`'s `v < lo -> lo`, `v > hi -> hi` in 2 instructions instead of 4,
+        /// NaN kept (the second operand) and -0 left alone, as the Clip op does.
+        Clip(__m512, __m512),
+        Other(Activation),
+    }
+
+    /// Activation then post affine (scale, shift), set up once per row.
+    #[derive(Clone, Copy)]
+    struct Epi {
+        act: VAct,
+        post: Option<(__m512, __m512)>,
+    }
+
+    impl Epi {
+        #[target_feature(enable = "avx512f")]
+        fn new(act: Activation, post: Option<PostAffine>) -> Epi {
+            let act = if !act_in_tile(act) {
+                VAct::Later
+            } else {
+                match act {
+                    Activation::Identity => VAct::Identity,
+                    Activation::Relu => VAct::Relu,
+                    Activation::Clip { min, max } => {
+                        VAct::Clip(_mm512_set1_ps(min as f32), _mm512_set1_ps(max as f32))
+                    }
+                    a => VAct::Other(a),
+                }
+            };
+            let post = post.map(|p| (_mm512_set1_ps(p.scale), _mm512_set1_ps(p.shift)));
+            Epi { act, post }
+        }
+        fn in_regs(&self) -> bool {
+            !matches!(self.act, VAct::Later)
+        }
+        /// The activation then the post map (a multiply then an add, each rounded: the
+        /// unfused ops' bits).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn apply(&self, v: __m512) -> __m512 {
+            let v = match self.act {
+                VAct::Later => return v,
+                VAct::Identity => v,
+                VAct::Relu => {
+                    let zero = _mm512_setzero_ps();
+                    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, zero), zero)
+                }
+                VAct::Clip(lo, hi) => _mm512_min_ps(hi, _mm512_max_ps(lo, v)),
+                VAct::Other(a) => vec_act(a, v).unwrap_or(v),
+            };
+            match self.post {
+                Some((scale, shift)) => _mm512_add_ps(_mm512_mul_ps(v, scale), shift),
+                None => v,
+            }
+        }
     }
 
     /// One output row. Returns whether the activation and post were applied (else the
@@ -396,7 +459,7 @@ mod avx512 {
                 && k.weights().len() >= k.kh * k.kw * k.cp
         );
         let (ky0, ky1, iy0) = k.ky_range(oy);
-        let in_regs = act_in_tile(k.act);
+        let epi = Epi::new(k.act, k.post);
         let mut t = Tile {
             img: img.as_ptr(),
             bias: bias.as_ptr(),
@@ -406,7 +469,7 @@ mod avx512 {
             ky1,
             iy0,
             ox: 0,
-            in_regs,
+            epi,
         };
         while t.ox < k.ow {
             let nx = (k.ow - t.ox).min(XT);
@@ -418,7 +481,7 @@ mod avx512 {
             unsafe { dispatch(k, &t, nx, check) };
             t.ox += nx;
         }
-        in_regs
+        epi.in_regs()
     }
 
     /// Picks the tile instance for `nx` pixels.
@@ -462,27 +525,87 @@ mod avx512 {
                     // SAFETY: idx + valid lanes inside the residual row (asserted by `row`).
                     v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps($m, r.add(idx)) });
                 }
-                if $t.in_regs {
-                    v = act_post($k.act, $k.post, v);
-                }
+                v = $t.epi.apply(v);
                 // SAFETY: idx + valid lanes inside the output row.
                 unsafe { _mm512_mask_storeu_ps($t.out.add(idx), $m, v) };
             }
         };
     }
 
-    /// The activation then the post map (a multiply then an add, each rounded: the
-    /// unfused ops' bits).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn act_post(act: Activation, post: Option<PostAffine>, v: __m512) -> __m512 {
-        let v = vec_act(act, v).unwrap_or(v);
-        match post {
-            Some(p) => _mm512_add_ps(
-                _mm512_mul_ps(v, _mm512_set1_ps(p.scale)),
-                _mm512_set1_ps(p.shift),
-            ),
-            None => v,
+    #[cfg(test)]
+    #[test]
+    fn epilogue_matches_apply_act_and_post_bit_for_bit() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        let vals: [f32; 16] = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -3.0,
+            3.0,
+            6.0,
+            6.5,
+            -0.5,
+            -0.75,
+            1e-40,
+            -1e-40,
+            2.5,
+            -7.0,
+            0.25,
+        ];
+        let acts = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Clip {
+                min: -0.5,
+                max: f64::INFINITY,
+            },
+            Activation::Clip {
+                min: f64::NEG_INFINITY,
+                max: 0.0,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::HardSwish,
+        ];
+        let post = PostAffine {
+            scale: -1.5,
+            shift: 0.25,
+        };
+        for act in acts {
+            for p in [None, Some(post)] {
+                let mut want = vals;
+                crate::cpu::kernels::conv::apply_act(act, &mut want);
+                if let Some(p) = p {
+                    crate::cpu::kernels::conv::apply_post(p, &mut want);
+                }
+                let mut got = [0f32; 16];
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe {
+                    let e = Epi::new(act, p);
+                    assert!(e.in_regs());
+                    let v = e.apply(_mm512_loadu_ps(vals.as_ptr()));
+                    _mm512_storeu_ps(got.as_mut_ptr(), v);
+                }
+                for i in 0..16 {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "{act:?} {p:?} on {}: {} != {}",
+                        vals[i],
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
         }
     }
 
