@@ -125,6 +125,15 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
         false,
     )?;
     let (gh, gw) = (geo[0], geo[1]);
+    // Every size the kernel multiplies out must fit (no wrapped index on absurd shapes).
+    let os = [xs[0], gh.output, gw.output, c];
+    if crate::tensor::checked_volume(&xs).is_none() || crate::tensor::checked_volume(&os).is_none()
+    {
+        return Err(Error::shape(
+            name,
+            format!("input {xs:?} or output {os:?} is too large"),
+        ));
+    }
     let b = &inputs[2];
     if b.rank() != 1 || b.shape.dims()[0].known() != Some(c) || b.dtype != DType::F32 {
         return Err(Error::shape(
@@ -1050,6 +1059,8 @@ mod tests {
         };
         let x2 = Fact::known(DType::F32, &[1, 2, 6, 8]);
         assert!(plan(&big, &[x2, w.clone(), b.clone()], false).is_err());
+        let huge = Fact::known(DType::F32, &[1 << 40, 1 << 20, 6, 8]);
+        assert!(plan(&fop, &[huge, w.clone(), b.clone()], false).is_err());
         // Run-time views of the wrong size.
         let k = plan(&fop, &[x, w, b], false).unwrap().unwrap();
         let short = [
