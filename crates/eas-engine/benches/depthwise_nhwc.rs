@@ -1,4 +1,4 @@
-//! Depthwise conv time on MobileNetV2's depthwise shapes (3x3, pad 1, bias + Relu6): the
+//! Depthwise conv time on MobileNetV2's depthwise shapes (3x3, pad 1, bias + Relu6; two 5x5): the
 //! FusedConv kernel alone (built from the registry, run on preallocated tensors, so no
 //! input copy or output allocation is timed), channels-last (`depthwise_nhwc`) next to the
 //! NCHW kernel, at 1 thread. Prints the fastest of many runs in microseconds (robust on a
@@ -15,7 +15,8 @@ use eas_engine::tensor::AlignedBytes;
 use eas_engine::{DType, Fact, Tensor};
 use std::time::Instant;
 
-/// (name, channels, input height = width, stride, ONNX Runtime us at 1 thread)
+/// (name, channels, input height = width, stride, ONNX Runtime us at 1 thread; NaN: not
+/// measured). The last two are 5x5 layers like MobileNetV3's and PP-LCNet's.
 const SHAPES: &[(&str, usize, usize, usize, f64)] = &[
     ("32@112 s1", 32, 112, 1, 243.0),
     ("96@112 s2", 96, 112, 2, 206.0),
@@ -27,6 +28,8 @@ const SHAPES: &[(&str, usize, usize, usize, f64)] = &[
     ("576@14 s1", 576, 14, 1, 60.0),
     ("576@14 s2", 576, 14, 2, 20.0),
     ("960@7 s1", 960, 7, 1, 28.0),
+    ("5x5 240@28 s2", 240, 28, 2, f64::NAN),
+    ("5x5 480@14 s1", 480, 14, 1, f64::NAN),
 ];
 
 fn vals(len: usize, s: f32) -> Vec<f32> {
@@ -91,7 +94,7 @@ fn main() {
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
     println!(
-        "{:<12} {:>7} {:>10} {:>10} {:>8}",
+        "{:<14} {:>7} {:>10} {:>10} {:>8}",
         "shape", "threads", "nhwc us", "nchw us", "ort us"
     );
     let pool = rayon::ThreadPoolBuilder::new()
@@ -109,14 +112,15 @@ fn main() {
             } else {
                 [1, c, hw, hw]
             };
-            let w = Tensor::from_vec(&[c, 1, 3, 3], vals(c * 9, 0.3)).unwrap();
+            let k = if name.starts_with("5x5") { 5 } else { 3 };
+            let w = Tensor::from_vec(&[c, 1, k, k], vals(c * k * k, 0.3)).unwrap();
             let b = Tensor::from_vec(&[c], vals(c, 0.1)).unwrap();
             let x = Tensor::from_vec(&xs, vals(xs.iter().product(), 1.0)).unwrap();
             let op = FusedConv {
                 conv: Conv {
                     strides: vec![s, s],
                     dilations: vec![1, 1],
-                    padding: Padding::Explicit(vec![1; 4]),
+                    padding: Padding::Explicit(vec![k / 2; 4]),
                     group: c,
                 },
                 act: Activation::Clip { min: 0.0, max: 6.0 },
@@ -127,7 +131,7 @@ fn main() {
             times[i] = pool.install(|| best_us(&op, &[x, w, b]));
         }
         println!(
-            "{name:<12} {threads:>7} {:>10.1} {:>10.1} {ort:>8.0}",
+            "{name:<14} {threads:>7} {:>10.1} {:>10.1} {ort:>8.0}",
             times[0], times[1]
         );
     }

@@ -23,6 +23,7 @@ use crate::dtype::DType;
 use crate::ir::Fact;
 use crate::ops::conv::geometry;
 use crate::ops::{Activation, FusedConv, PostAffine};
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -59,8 +60,9 @@ struct DwNhwc {
     pad_l: usize,
     /// C rounded up to 16: the packed weights' row length.
     cp: usize,
-    /// `[kh * kw][cp]`.
-    w: Vec<f32>,
+    /// `[kh * kw][cp]`, in a tensor for its 64-byte alignment (every weight vector load
+    /// within one cache line).
+    w: Tensor,
     act: Activation,
     residual: bool,
     post: Option<PostAffine>,
@@ -123,6 +125,15 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
         false,
     )?;
     let (gh, gw) = (geo[0], geo[1]);
+    // Every size the kernel multiplies out must fit (no wrapped index on absurd shapes).
+    let os = [xs[0], gh.output, gw.output, c];
+    if crate::tensor::checked_volume(&xs).is_none() || crate::tensor::checked_volume(&os).is_none()
+    {
+        return Err(Error::shape(
+            name,
+            format!("input {xs:?} or output {os:?} is too large"),
+        ));
+    }
     let b = &inputs[2];
     if b.rank() != 1 || b.shape.dims()[0].known() != Some(c) || b.dtype != DType::F32 {
         return Err(Error::shape(
@@ -179,7 +190,7 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
         pad_t: gh.pad_begin,
         pad_l,
         cp,
-        w,
+        w: Tensor::from_vec(&[taps * cp], w)?,
         act: f.act,
         residual: f.residual,
         post: f.post,
@@ -191,6 +202,9 @@ fn plan(f: &FusedConv, inputs: &[Fact], avx512: bool) -> Result<Option<DwNhwc>> 
 }
 
 impl DwNhwc {
+    fn weights(&self) -> &[f32] {
+        crate::tensor::bytes_as::<f32>(self.w.as_bytes())
+    }
     fn row_len(&self) -> usize {
         self.ow * self.c
     }
@@ -255,6 +269,7 @@ impl DwNhwc {
     ) {
         let (c, cp) = (self.c, self.cp);
         let (ky0, ky1, iy0) = self.ky_range(oy);
+        let w = self.weights();
         for (ox, pix) in orow.chunks_exact_mut(c).enumerate() {
             pix.copy_from_slice(bias);
             let ix0 = (ox * self.sw) as isize - self.pad_l as isize;
@@ -266,7 +281,7 @@ impl DwNhwc {
                         continue;
                     }
                     let xp = &img[(iy * self.iw + ix as usize) * c..][..c];
-                    let wp = &self.w[(ky * self.kw + kx) * cp..][..c];
+                    let wp = &w[(ky * self.kw + kx) * cp..][..c];
                     for ((o, &xv), &wv) in pix.iter_mut().zip(xp).zip(wp) {
                         *o += xv * wv;
                     }
@@ -367,8 +382,71 @@ mod avx512 {
         iy0: isize,
         /// First output column of the tile.
         ox: usize,
-        /// Activation and post in registers (else the caller maps the row).
-        in_regs: bool,
+        epi: Epi,
+    }
+
+    /// The activation as the tiles apply it, constants already broadcast.
+    #[derive(Clone, Copy)]
+    enum VAct {
+        /// Not in registers: the caller maps the finished row (exp, NaN clip bounds).
+        Later,
+        Identity,
+        Relu,
+        /// [lo, hi] as `min(hi, max(lo, v))`: `max_ps(a, b)` is `a > b ? a : b`, so this
+        /// is `vec_act`'s `v < lo -> lo`, `v > hi -> hi` in 2 instructions instead of 4,
+        /// NaN kept (the second operand) and -0 left alone, as the Clip op does.
+        Clip(__m512, __m512),
+        Other(Activation),
+    }
+
+    /// Activation then post affine (scale, shift), set up once per row.
+    #[derive(Clone, Copy)]
+    struct Epi {
+        act: VAct,
+        post: Option<(__m512, __m512)>,
+    }
+
+    impl Epi {
+        #[target_feature(enable = "avx512f")]
+        fn new(act: Activation, post: Option<PostAffine>) -> Epi {
+            let act = if !act_in_tile(act) {
+                VAct::Later
+            } else {
+                match act {
+                    Activation::Identity => VAct::Identity,
+                    Activation::Relu => VAct::Relu,
+                    Activation::Clip { min, max } => {
+                        VAct::Clip(_mm512_set1_ps(min as f32), _mm512_set1_ps(max as f32))
+                    }
+                    a => VAct::Other(a),
+                }
+            };
+            let post = post.map(|p| (_mm512_set1_ps(p.scale), _mm512_set1_ps(p.shift)));
+            Epi { act, post }
+        }
+        fn in_regs(&self) -> bool {
+            !matches!(self.act, VAct::Later)
+        }
+        /// The activation then the post map (a multiply then an add, each rounded: the
+        /// unfused ops' bits).
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        fn apply(&self, v: __m512) -> __m512 {
+            let v = match self.act {
+                VAct::Later => return v,
+                VAct::Identity => v,
+                VAct::Relu => {
+                    let zero = _mm512_setzero_ps();
+                    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, zero), zero)
+                }
+                VAct::Clip(lo, hi) => _mm512_min_ps(hi, _mm512_max_ps(lo, v)),
+                VAct::Other(a) => vec_act(a, v).unwrap_or(v),
+            };
+            match self.post {
+                Some((scale, shift)) => _mm512_add_ps(_mm512_mul_ps(v, scale), shift),
+                None => v,
+            }
+        }
     }
 
     /// One output row. Returns whether the activation and post were applied (else the
@@ -387,10 +465,10 @@ mod avx512 {
                 && bias.len() >= k.c
                 && orow.len() >= k.ow * k.c
                 && res.is_none_or(|r| r.len() >= k.ow * k.c)
-                && k.w.len() >= k.kh * k.kw * k.cp
+                && k.weights().len() >= k.kh * k.kw * k.cp
         );
         let (ky0, ky1, iy0) = k.ky_range(oy);
-        let in_regs = act_in_tile(k.act);
+        let epi = Epi::new(k.act, k.post);
         let mut t = Tile {
             img: img.as_ptr(),
             bias: bias.as_ptr(),
@@ -400,7 +478,7 @@ mod avx512 {
             ky1,
             iy0,
             ox: 0,
-            in_regs,
+            epi,
         };
         while t.ox < k.ow {
             let nx = (k.ow - t.ox).min(XT);
@@ -412,7 +490,7 @@ mod avx512 {
             unsafe { dispatch(k, &t, nx, check) };
             t.ox += nx;
         }
-        in_regs
+        epi.in_regs()
     }
 
     /// Picks the tile instance for `nx` pixels.
@@ -445,54 +523,111 @@ mod avx512 {
         }
     }
 
-    /// Residual, activation, post and the masked store of `N` finished accumulators.
-    #[target_feature(enable = "avx512f,fma")]
-    #[inline]
-    unsafe fn store<const N: usize>(
-        k: &DwNhwc,
-        t: &Tile,
-        acc: &[__m512; N],
-        cb: usize,
-        m: __mmask16,
-    ) {
-        for (j, a) in acc.iter().enumerate() {
-            let idx = (t.ox + j) * k.c + cb;
-            let mut v = *a;
-            if let Some(r) = t.res {
-                // SAFETY: idx + valid lanes inside the residual row (asserted by `row`).
-                v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(m, r.add(idx)) });
+    /// Residual, activation, post and the masked store of a tile's finished accumulators
+    /// (a macro, not a function: a call would pass the accumulators through memory).
+    macro_rules! store {
+        ($k:expr, $t:expr, $acc:expr, $cb:expr, $m:expr) => {
+            for (j, a) in $acc.iter().enumerate() {
+                let idx = ($t.ox + j) * $k.c + $cb;
+                let mut v = *a;
+                if let Some(r) = $t.res {
+                    // SAFETY: idx + valid lanes inside the residual row (asserted by `row`).
+                    v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps($m, r.add(idx)) });
+                }
+                v = $t.epi.apply(v);
+                // SAFETY: idx + valid lanes inside the output row.
+                unsafe { _mm512_mask_storeu_ps($t.out.add(idx), $m, v) };
             }
-            if t.in_regs {
-                v = act_post(k.act, k.post, v);
+        };
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn epilogue_matches_apply_act_and_post_bit_for_bit() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        let vals: [f32; 16] = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -3.0,
+            3.0,
+            6.0,
+            6.5,
+            -0.5,
+            -0.75,
+            1e-40,
+            -1e-40,
+            2.5,
+            -7.0,
+            0.25,
+        ];
+        let acts = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Clip {
+                min: -0.5,
+                max: f64::INFINITY,
+            },
+            Activation::Clip {
+                min: f64::NEG_INFINITY,
+                max: 0.0,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::HardSwish,
+        ];
+        let post = PostAffine {
+            scale: -1.5,
+            shift: 0.25,
+        };
+        for act in acts {
+            for p in [None, Some(post)] {
+                let mut want = vals;
+                crate::cpu::kernels::conv::apply_act(act, &mut want);
+                if let Some(p) = p {
+                    crate::cpu::kernels::conv::apply_post(p, &mut want);
+                }
+                let mut got = [0f32; 16];
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe {
+                    let e = Epi::new(act, p);
+                    assert!(e.in_regs());
+                    let v = e.apply(_mm512_loadu_ps(vals.as_ptr()));
+                    _mm512_storeu_ps(got.as_mut_ptr(), v);
+                }
+                for i in 0..16 {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "{act:?} {p:?} on {}: {} != {}",
+                        vals[i],
+                        got[i],
+                        want[i]
+                    );
+                }
             }
-            // SAFETY: idx + valid lanes inside the output row.
-            unsafe { _mm512_mask_storeu_ps(t.out.add(idx), m, v) };
         }
     }
 
-    /// The activation then the post map (a multiply then an add, each rounded: the
-    /// unfused ops' bits).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn act_post(act: Activation, post: Option<PostAffine>, v: __m512) -> __m512 {
-        let v = vec_act(act, v).unwrap_or(v);
-        match post {
-            Some(p) => _mm512_add_ps(
-                _mm512_mul_ps(v, _mm512_set1_ps(p.scale)),
-                _mm512_set1_ps(p.shift),
-            ),
-            None => v,
-        }
-    }
-
-    /// `N` pixels of a 3-wide kernel at horizontal stride `SW`, dilation 1: input pixel `q`
-    /// of the tile's span is loaded once per kernel row and feeds every output `j` and tap
-    /// `kx` with `j * SW + kx == q`. `CHECK`: skip pixels outside the image.
+    /// `N` pixels of a 3-wide kernel at horizontal stride `SW` (1 or 2), dilation 1: each
+    /// input pixel of a kernel row is loaded once into a register and feeds every output
+    /// `j` and tap `kx` with `j * SW + kx == q`. `CHECK`: pixels outside the image read 0.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     unsafe fn tile_k3<const N: usize, const SW: usize, const CHECK: bool>(k: &DwNhwc, t: &Tile) {
+        const SPAN_MAX: usize = (XT - 1) * 2 + 3;
         let (c, cp, iw) = (k.c, k.cp, k.iw as isize);
         let span = (N - 1) * SW + 3;
+        debug_assert!(span <= SPAN_MAX);
         let ix0 = (t.ox * SW) as isize - k.pad_l as isize;
         let mut cb = 0;
         while cb < c {
@@ -503,24 +638,25 @@ mod avx512 {
             for ky in t.ky0..t.ky1 {
                 let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
                 let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
-                let wrow = unsafe { k.w.as_ptr().add(ky * 3 * cp + cb) };
+                let wrow = unsafe { k.weights().as_ptr().add(ky * 3 * cp + cb) };
                 let w: [__m512; 3] =
                     std::array::from_fn(|kx| unsafe { _mm512_loadu_ps(wrow.add(kx * cp)) });
-                for q in 0..span {
+                // The row's input pixels, each loaded once (zero outside the image) ...
+                let mut xs = [_mm512_setzero_ps(); SPAN_MAX];
+                for (q, xv) in xs.iter_mut().enumerate().take(span) {
                     let ix = ix0 + q as isize;
-                    if CHECK && (ix < 0 || ix >= iw) {
-                        continue;
+                    if !CHECK || (ix >= 0 && ix < iw) {
+                        *xv = unsafe { _mm512_maskz_loadu_ps(m, xrow.offset(ix * c as isize)) };
                     }
-                    let xv = unsafe { _mm512_maskz_loadu_ps(m, xrow.offset(ix * c as isize)) };
-                    for (kx, wv) in w.iter().enumerate() {
-                        if q >= kx && (q - kx) % SW == 0 && (q - kx) / SW < N {
-                            let j = (q - kx) / SW;
-                            acc[j] = _mm512_fmadd_ps(xv, *wv, acc[j]);
-                        }
+                }
+                // ... then tap by tap over all N outputs: N independent FMA chains.
+                for (kx, wv) in w.iter().enumerate() {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(xs[j * SW + kx], *wv, *a);
                     }
                 }
             }
-            unsafe { store(k, t, &acc, cb, m) };
+            store!(k, t, acc, cb, m);
             cb += 16;
         }
     }
@@ -541,8 +677,9 @@ mod avx512 {
                 let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
                 let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
                 for kx in 0..k.kw {
-                    let wv =
-                        unsafe { _mm512_loadu_ps(k.w.as_ptr().add((ky * k.kw + kx) * cp + cb)) };
+                    let wv = unsafe {
+                        _mm512_loadu_ps(k.weights().as_ptr().add((ky * k.kw + kx) * cp + cb))
+                    };
                     for (j, a) in acc.iter_mut().enumerate() {
                         let ix = ix0 + (j * k.sw + kx * k.dw) as isize;
                         if CHECK && (ix < 0 || ix >= iw) {
@@ -553,7 +690,7 @@ mod avx512 {
                     }
                 }
             }
-            unsafe { store(k, t, &acc, cb, m) };
+            store!(k, t, acc, cb, m);
             cb += 16;
         }
     }
@@ -922,6 +1059,8 @@ mod tests {
         };
         let x2 = Fact::known(DType::F32, &[1, 2, 6, 8]);
         assert!(plan(&big, &[x2, w.clone(), b.clone()], false).is_err());
+        let huge = Fact::known(DType::F32, &[1 << 40, 1 << 20, 6, 8]);
+        assert!(plan(&fop, &[huge, w.clone(), b.clone()], false).is_err());
         // Run-time views of the wrong size.
         let k = plan(&fop, &[x, w, b], false).unwrap().unwrap();
         let short = [
