@@ -300,8 +300,11 @@ mod tests {
         // transpose cancels, and the NCHW max pool between them keeps a pair around it.
         assert_eq!(count(&o, "Transpose"), 2, "{o}");
         for (_, t) in o.nodes().filter(|(_, n)| n.op.is::<Transpose>()) {
-            let near_pool = o.producer(t.inputs[0]).is_some_and(|(_, p)| p.op.is::<Pool>())
-                || o.nodes().any(|(_, n)| n.op.is::<Pool>() && n.inputs[0] == t.outputs[0]);
+            let near_pool = o
+                .producer(t.inputs[0])
+                .is_some_and(|(_, p)| p.op.is::<Pool>())
+                || o.nodes()
+                    .any(|(_, n)| n.op.is::<Pool>() && n.inputs[0] == t.outputs[0]);
             assert!(near_pool, "{o}");
         }
         assert_eq!(count(&o, "Pad") + count(&o, "Mul"), 0, "{o}");
