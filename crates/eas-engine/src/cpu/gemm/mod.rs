@@ -502,10 +502,12 @@ pub unsafe fn sgemm_isa(
     }
     // Split N in whole panels when there are enough of them, else M in whole micro-tiles.
     // But a thread given columns packs all of A, so with A packed per call and B prepacked
-    // (channels-last convs: A is the input, pixels x C) split M when it has many tiles: a
-    // 24 -> 144 1x1 over 56x56 did not get faster on 2 threads split by its 5 panels.
+    // (channels-last convs: A is the input, pixels x C) split M when it has many tiles and
+    // A is the larger operand (a thread given rows reads all of B): a 24 -> 144 1x1 over
+    // 56x56 did not get faster on 2 threads split by its 5 panels, while ResNet50's deep
+    // convs over 14x14 planes (B: megabytes of weights) got slower split by rows.
     let (npan, mpan) = (n.div_ceil(NR), m.div_ceil(MR));
-    let split_n = if !job.a.is_packed() && job.b.is_packed() && mpan >= 8 * t {
+    let split_n = if !job.a.is_packed() && job.b.is_packed() && mpan >= 8 * t && m >= n {
         false
     } else {
         npan >= 2 * t || npan >= mpan
