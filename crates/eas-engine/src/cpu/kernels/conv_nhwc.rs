@@ -328,6 +328,8 @@ struct DirectNhwc {
     /// `[tap (ky, kx, c)][M rounded up to 16]`.
     w: Vec<f32>,
     mp: usize,
+    /// Output columns `[lo, hi)` whose taps all read inside the input row.
+    interior: (usize, usize),
     avx512: bool,
 }
 
@@ -355,10 +357,18 @@ impl DirectNhwc {
         for t in 0..taps {
             w[t * mp..][..g.m].copy_from_slice(&b[t * g.m..][..g.m]);
         }
+        let (mut lo, mut hi) = (g.w.output, 0);
+        for (ox, &(l, h, _)) in g.xspan.iter().enumerate() {
+            if l == 0 && h as usize == g.w.kernel {
+                lo = lo.min(ox);
+                hi = hi.max(ox + 1);
+            }
+        }
         DirectNhwc {
             g,
             w,
             mp,
+            interior: (lo, hi),
             avx512: avx512(),
         }
     }
@@ -392,15 +402,7 @@ impl DirectNhwc {
     /// Output row `oy` of image `img` (`o`: its `ow * M` outputs), before the epilogue.
     fn row(&self, x: &[f32], bias: &[f32], img: usize, oy: usize, o: &mut [f32]) {
         let (w, m) = (self.g.w, self.g.m);
-        // Output columns whose taps all read inside the row.
-        let (mut lo, mut hi) = (w.output, 0);
-        for (ox, &(l, h, _)) in self.g.xspan.iter().enumerate() {
-            if l == 0 && h as usize == w.kernel {
-                lo = lo.min(ox);
-                hi = hi.max(ox + 1);
-            }
-        }
-        let mut ox = 0;
+        let (lo, hi) = self.interior;
         #[cfg(target_arch = "x86_64")]
         if self.avx512 && lo < hi {
             for ox in 0..lo {
@@ -422,9 +424,8 @@ impl DirectNhwc {
             }
             return;
         }
-        while ox < w.output {
+        for ox in 0..w.output {
             self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
-            ox += 1;
         }
     }
 
