@@ -399,33 +399,74 @@ impl DirectNhwc {
         }
     }
 
-    /// Output row `oy` of image `img` (`o`: its `ow * M` outputs), before the epilogue.
-    fn row(&self, x: &[f32], bias: &[f32], img: usize, oy: usize, o: &mut [f32]) {
+    /// Whether the AVX-512 tiles apply the epilogue in registers (else `run` maps each
+    /// finished row: exp activations, NaN clip bounds, CPUs without AVX-512).
+    fn epilogue_in_tile(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            return super::conv::avx512::act_in_tile(self.g.act);
+        }
+        false
+    }
+
+    /// Residual, activation and post on finished outputs `o` (`res`: the same outputs of
+    /// the residual).
+    fn epilogue(&self, res: Option<&[f32]>, o: &mut [f32]) {
+        if let Some(res) = res {
+            for (v, &q) in o.iter_mut().zip(res) {
+                *v += q;
+            }
+        }
+        apply_act(self.g.act, o);
+        if let Some((scale, shift)) = self.g.post {
+            super::conv::apply_post(crate::ops::PostAffine { scale, shift }, o);
+        }
+    }
+
+    /// Output row `oy` of image `img` (`o`: its `ow * M` outputs; `res`: the residual's),
+    /// the epilogue included.
+    fn row(
+        &self,
+        x: &[f32],
+        bias: &[f32],
+        (img, oy): (usize, usize),
+        res: Option<&[f32]>,
+        o: &mut [f32],
+    ) {
         let (w, m) = (self.g.w, self.g.m);
         let (lo, hi) = self.interior;
+        let edge = |ox: usize, o: &mut [f32]| {
+            self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+            if self.epilogue_in_tile() {
+                self.epilogue(res.map(|r| &r[ox * m..][..m]), &mut o[ox * m..][..m]);
+            }
+        };
         #[cfg(target_arch = "x86_64")]
         if self.avx512 && lo < hi {
             for ox in 0..lo {
-                self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+                edge(ox, o);
             }
             // SAFETY: AVX-512F is present (`avx512`); columns [lo, hi) read inside the row.
             let done = unsafe {
                 match self.mp / 16 {
-                    1 => self.row_avx512::<1>(x, bias, img, oy, lo, hi, o),
-                    2 => self.row_avx512::<2>(x, bias, img, oy, lo, hi, o),
-                    3 => self.row_avx512::<3>(x, bias, img, oy, lo, hi, o),
-                    4 => self.row_avx512::<4>(x, bias, img, oy, lo, hi, o),
-                    5 => self.row_avx512::<5>(x, bias, img, oy, lo, hi, o),
-                    _ => self.row_avx512::<6>(x, bias, img, oy, lo, hi, o),
+                    1 => self.row_avx512::<1>(x, bias, img, oy, (lo, hi), res, o),
+                    2 => self.row_avx512::<2>(x, bias, img, oy, (lo, hi), res, o),
+                    3 => self.row_avx512::<3>(x, bias, img, oy, (lo, hi), res, o),
+                    4 => self.row_avx512::<4>(x, bias, img, oy, (lo, hi), res, o),
+                    5 => self.row_avx512::<5>(x, bias, img, oy, (lo, hi), res, o),
+                    _ => self.row_avx512::<6>(x, bias, img, oy, (lo, hi), res, o),
                 }
             };
             for ox in done..w.output {
-                self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+                edge(ox, o);
             }
-            return;
+        } else {
+            for ox in 0..w.output {
+                edge(ox, o);
+            }
         }
-        for ox in 0..w.output {
-            self.pixel(x, bias, img, oy, ox, &mut o[ox * m..][..m]);
+        if !self.epilogue_in_tile() {
+            self.epilogue(res, o);
         }
     }
 
@@ -440,11 +481,24 @@ impl DirectNhwc {
         bias: &[f32],
         img: usize,
         oy: usize,
-        lo: usize,
-        hi: usize,
+        (lo, hi): (usize, usize),
+        res: Option<&[f32]>,
         o: &mut [f32],
     ) -> usize {
         use std::arch::x86_64::*;
+        /// The epilogue in registers (residual row, then activation, then post).
+        #[derive(Clone, Copy)]
+        struct Epi<'a> {
+            res: Option<&'a [f32]>,
+            post: Option<(__m512, __m512)>,
+        }
+        let epi = self.epilogue_in_tile().then(|| Epi {
+            res,
+            post: self
+                .g
+                .post
+                .map(|(s, t)| (_mm512_set1_ps(s), _mm512_set1_ps(t))),
+        });
         const P: usize = 4;
         let (h, w, c, m) = (self.g.h, self.g.w, self.g.c, self.g.m);
         let mut bv = [_mm512_setzero_ps(); NV];
@@ -493,17 +547,30 @@ impl DirectNhwc {
                 }
             }
             for (p, a) in acc.iter().enumerate() {
-                let dst = &mut o[(ox + p) * m..][..m];
-                for (v, a) in a.iter().enumerate() {
+                let at = (ox + p) * m;
+                let dst = &mut o[at..][..m];
+                for (v, &a) in a.iter().enumerate() {
                     let n = m.saturating_sub(v * 16).min(16);
-                    // SAFETY: n lanes from v*16 lie inside this pixel's m outputs.
-                    unsafe {
-                        _mm512_mask_storeu_ps(
-                            dst.as_mut_ptr().add(v * 16),
-                            super::conv::avx512::mask(n),
-                            *a,
-                        )
-                    };
+                    let k = super::conv::avx512::mask(n);
+                    let mut a = a;
+                    if let Some(e) = epi {
+                        // SAFETY: n lanes from v*16 lie inside this pixel's m outputs (the
+                        // residual row has the output's layout).
+                        unsafe {
+                            if let Some(r) = e.res {
+                                a = _mm512_add_ps(
+                                    a,
+                                    _mm512_maskz_loadu_ps(k, r.as_ptr().add(at + v * 16)),
+                                );
+                            }
+                            a = super::conv::avx512::vec_act(self.g.act, a).unwrap_or(a);
+                            if let Some((scale, shift)) = e.post {
+                                a = _mm512_add_ps(_mm512_mul_ps(a, scale), shift);
+                            }
+                        }
+                    }
+                    // SAFETY: as above.
+                    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(v * 16), k, a) };
                 }
             }
             ox += P;
@@ -550,19 +617,9 @@ impl Kernel for DirectNhwc {
         };
         let out = outputs[0].as_slice_mut::<f32>()?;
         let (oh, row_len) = (self.g.h.output, self.g.w.output * self.g.m);
-        let (act, post) = (self.g.act, self.g.post);
         let one = |r: usize, o: &mut [f32]| {
-            let (img, oy) = (r / oh, r % oh);
-            self.row(x, bias, img, oy, o);
-            if let Some(res) = res {
-                for (v, &q) in o.iter_mut().zip(&res[r * row_len..][..row_len]) {
-                    *v += q;
-                }
-            }
-            apply_act(act, o);
-            if let Some((scale, shift)) = post {
-                super::conv::apply_post(crate::ops::PostAffine { scale, shift }, o);
-            }
+            let res = res.map(|res| &res[r * row_len..][..row_len]);
+            self.row(x, bias, (r / oh, r % oh), res, o);
         };
         let rows = out.len() / row_len.max(1);
         if ctx.threads > 1 && rows > 1 {
@@ -736,6 +793,15 @@ mod tests {
                     Some(PostAffine {
                         scale: 0.5,
                         shift: 0.25,
+                    }),
+                ),
+                // In the direct path's registers: residual, activation, post.
+                (
+                    Activation::HardSwish,
+                    true,
+                    Some(PostAffine {
+                        scale: -1.5,
+                        shift: 0.125,
                     }),
                 ),
             ] {
