@@ -321,7 +321,8 @@ impl GemmConv {
 /// Taken by image stems (3x3/2 from RGB: im2col spent more on building 27-float rows than
 /// the GEMM on multiplying them), convs to at most 32 channels (the GEMM computes 32-wide
 /// tiles and packs its input) and shallow convs (depth <= 32, up to 96 outputs).
-/// Bias starts the sums; residual, activation and post run on each finished output row.
+/// Bias starts the sums; residual, activation and post run in registers before the store
+/// (exp activations and NaN clip bounds: over each finished output row).
 #[derive(Debug)]
 struct DirectNhwc {
     g: GemmConv,
