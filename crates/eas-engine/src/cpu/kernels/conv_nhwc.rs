@@ -21,47 +21,53 @@ pub(super) fn build(f: &FusedConv, inputs: &[Fact]) -> Result<Box<dyn Kernel>> {
     if let Some(k) = super::depthwise_nhwc::build(f, inputs)? {
         return Ok(k);
     }
-    let (g, b) = GemmConv::new(f, inputs)?;
+    let (g, b) = NhwcConv::new(f, inputs)?;
     if (g.c <= STEM_MAX_C && g.m <= STEM_MAX_M && !g.direct)
         || (g.m <= NARROW_MAX_M && g.k() * g.m.next_multiple_of(16) <= NARROW_MAX_W)
         || (g.k() <= SHALLOW_MAX_K && g.m <= SHALLOW_MAX_M)
     {
         return Ok(Box::new(DirectNhwc::new(g, &b)));
     }
-    Ok(Box::new(g))
+    Ok(Box::new(GemmConv::new(g, &b)?))
 }
 
 /// Bytes of one im2col row block (a quarter of a Zen 4 L2: the GEMM packs its B panels and
 /// an A block beside it).
 const COL_BLOCK_BYTES: usize = 256 << 10;
 
-/// A group-1 NHWC conv as one GEMM over the output pixels.
+/// A group-1 NHWC conv as its kernels see it: shapes, geometry, epilogue.
 #[derive(Debug)]
-struct GemmConv {
+struct NhwcConv {
     n: usize,
     c: usize,
     m: usize,
     h: AxisGeom,
     w: AxisGeom,
-    /// Weights as the `K x M` B operand, packed at plan time.
-    packed: sg::PackedB,
     act: Activation,
     residual: bool,
     post: Option<(f32, f32)>,
     /// 1x1, stride 1, no padding: the input is the A operand as it is.
     direct: bool,
-    /// im2col path: output pixels per block.
-    rows: usize,
     /// Per output column: the taps `kx in [lo, hi)` that read inside the input row, and
     /// the input column of tap 0 (may be negative).
     xspan: Vec<(u32, u32, isize)>,
+}
+
+/// A group-1 NHWC conv as one GEMM over the output pixels.
+#[derive(Debug)]
+struct GemmConv {
+    g: NhwcConv,
+    /// Weights as the `K x M` B operand, packed at plan time.
+    packed: sg::PackedB,
+    /// im2col path: output pixels per block.
+    rows: usize,
     /// Threads the scratch was sized for.
     threads: usize,
 }
 
-impl GemmConv {
-    /// The kernel, and its weights as the `K x M` matrix it packed.
-    fn new(f: &FusedConv, inputs: &[Fact]) -> Result<(GemmConv, Vec<f32>)> {
+impl NhwcConv {
+    /// The conv, and its weights as the `K x M` matrix the kernels multiply.
+    fn new(f: &FusedConv, inputs: &[Fact]) -> Result<(NhwcConv, Vec<f32>)> {
         let x = concrete(&inputs[0])?;
         let wf = &inputs[1];
         let ws = concrete(wf)?;
@@ -108,13 +114,11 @@ impl GemmConv {
                 }
             }
         }
-        let packed = sg::PackedB::new(&b, k, m, m, 1)?;
         let direct = kh == 1
             && kw == 1
             && h.stride == 1
             && w.stride == 1
             && h.pad_begin + h.pad_end + w.pad_begin + w.pad_end == 0;
-        let rows = (COL_BLOCK_BYTES / (4 * k.max(1))).clamp(sg::MR, 4096) / sg::MR * sg::MR;
         let xspan = (0..w.output)
             .map(|ox| {
                 let ix0 = (ox * w.stride) as isize - w.pad_begin as isize;
@@ -125,20 +129,17 @@ impl GemmConv {
             })
             .collect();
         Ok((
-            GemmConv {
+            NhwcConv {
                 n,
                 c,
                 m,
                 h,
                 w,
-                packed,
                 act: f.act,
                 residual: f.residual,
                 post: f.post.map(|p| (p.scale, p.shift)),
                 direct,
-                rows,
                 xspan,
-                threads: super::pool_threads(),
             },
             b,
         ))
@@ -150,8 +151,23 @@ impl GemmConv {
     fn pixels(&self) -> usize {
         self.n * self.h.output * self.w.output
     }
+}
+
+impl GemmConv {
+    /// Packs `b`, the `K x M` weights.
+    fn new(g: NhwcConv, b: &[f32]) -> Result<GemmConv> {
+        let k = g.k();
+        let packed = sg::PackedB::new(b, k, g.m, g.m, 1)?;
+        let rows = (COL_BLOCK_BYTES / (4 * k.max(1))).clamp(sg::MR, 4096) / sg::MR * sg::MR;
+        Ok(GemmConv {
+            g,
+            packed,
+            rows,
+            threads: super::pool_threads(),
+        })
+    }
     fn blocks(&self) -> usize {
-        self.pixels().div_ceil(self.rows)
+        self.g.pixels().div_ceil(self.rows)
     }
     /// Tasks that each take whole im2col blocks (one-thread GEMMs); 1: blocks one after
     /// another, each GEMM split over the threads.
@@ -160,26 +176,27 @@ impl GemmConv {
         if b >= 2 * threads { threads.max(1) } else { 1 }
     }
     fn col_bytes(&self) -> usize {
-        (self.rows * self.k() * 4).next_multiple_of(64)
+        (self.rows * self.g.k() * 4).next_multiple_of(64)
     }
     /// Scratch of one task: its column block, then the GEMM's packing buffers.
     fn task_bytes(&self, gemm_threads: usize) -> usize {
-        self.col_bytes() + sg::scratch_bytes(self.rows, self.m, self.k(), false, true, gemm_threads)
+        self.col_bytes()
+            + sg::scratch_bytes(self.rows, self.g.m, self.g.k(), false, true, gemm_threads)
     }
 
     /// Rows `[p0, p1)` of the im2col matrix (pixel p = (n, oy, ox); columns (ky, kx, c)),
     /// padding taps zero. A run of taps inside the row is one copy: with dilation 1, the kx
     /// taps of one ky are `kw * C` contiguous floats.
     fn im2col(&self, x: &[f32], col: &mut [f32], p0: usize, p1: usize) {
-        let (h, w, c) = (self.h, self.w, self.c);
+        let (h, w, c) = (self.g.h, self.g.w, self.g.c);
         let (ow, oh) = (w.output, h.output);
-        let k = self.k();
+        let k = self.g.k();
         let row_len = w.kernel * c;
         // Pixel coordinates advance incrementally: three divisions per pixel cost more than
         // an image stem's whole row copy.
         let (mut img, mut oy, mut ox) = (p0 / (oh * ow), (p0 / ow) % oh, p0 % ow);
         for row in col[..(p1 - p0) * k].chunks_exact_mut(k) {
-            let (lo, hi, ix0) = self.xspan[ox];
+            let (lo, hi, ix0) = self.g.xspan[ox];
             let (lo, hi) = (lo as usize, hi as usize);
             for ky in 0..h.kernel {
                 let dst = &mut row[ky * row_len..][..row_len];
@@ -228,18 +245,18 @@ impl GemmConv {
         res: Option<&[f32]>,
         out: &mut [f32],
     ) -> Result<()> {
-        let (m, k, pixels) = (self.m, self.k(), self.pixels());
-        let act = self.act;
+        let (m, k, pixels) = (self.g.m, self.g.k(), self.g.pixels());
+        let act = self.g.act;
         let map = move |o: &mut [f32]| apply_act(act, o);
         let map: &(dyn Fn(&mut [f32]) + Sync) = &map;
         let ep = sg::Epilogue {
             bias: sg::Bias::Col(bias),
             act: gemm_act(act).unwrap_or(sg::Activation::Map(map)),
-            post: self.post,
+            post: self.g.post,
             ..sg::Epilogue::default()
         };
         let threads = ctx.threads.clamp(1, self.threads.max(1));
-        if self.direct {
+        if self.g.direct {
             let ep = sg::Epilogue {
                 residual: res.map(|r| (r, m)),
                 ..ep
@@ -325,7 +342,7 @@ impl GemmConv {
 /// (exp activations and NaN clip bounds: over each finished output row).
 #[derive(Debug)]
 struct DirectNhwc {
-    g: GemmConv,
+    g: NhwcConv,
     /// `[tap (ky, kx, c)][M rounded up to 16]`.
     w: Vec<f32>,
     mp: usize,
@@ -349,9 +366,8 @@ const SHALLOW_MAX_K: usize = 32;
 const SHALLOW_MAX_M: usize = 96;
 
 impl DirectNhwc {
-    /// `b`: the weights as `GemmConv` multiplies them, `[tap][M]` (its packed copy in `g`
-    /// goes unused; a stem's weights are a few KB).
-    fn new(g: GemmConv, b: &[f32]) -> DirectNhwc {
+    /// `b`: the weights as `[tap][M]`.
+    fn new(g: NhwcConv, b: &[f32]) -> DirectNhwc {
         let mp = g.m.next_multiple_of(16);
         let taps = g.k();
         let mut w = vec![0f32; taps * mp];
@@ -663,15 +679,15 @@ impl SendPtr {
 impl Kernel for GemmConv {
     fn scratch_bytes(&self) -> usize {
         let t = self.threads.max(1);
-        if self.direct {
-            return sg::scratch_bytes(self.pixels(), self.m, self.k(), false, true, t);
+        if self.g.direct {
+            return sg::scratch_bytes(self.g.pixels(), self.g.m, self.g.k(), false, true, t);
         }
         let tasks = self.tasks(t);
         let gemm_threads = if tasks > 1 { 1 } else { t };
         tasks * self.task_bytes(gemm_threads)
     }
     fn work(&self) -> Option<usize> {
-        Some(self.pixels() * self.m * self.k())
+        Some(self.g.pixels() * self.g.m * self.g.k())
     }
     fn run(
         &self,
@@ -679,7 +695,7 @@ impl Kernel for GemmConv {
         inputs: &[TensorView],
         outputs: &mut [TensorViewMut],
     ) -> Result<()> {
-        let res = if self.residual {
+        let res = if self.g.residual {
             Some(inputs[3].as_slice::<f32>()?)
         } else {
             None
