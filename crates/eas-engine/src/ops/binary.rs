@@ -2,7 +2,7 @@
 
 use super::{Op, OpRegistry, de, expect_inputs};
 use crate::dtype::DType;
-use crate::ir::{Dim, Fact, broadcast_shapes};
+use crate::ir::{Dim, Fact, Graph, NodeId, Patch, broadcast_shapes};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +194,22 @@ impl Op for Binary {
         let keeps_shape = broadcast_shapes(&a.shape, &crate::ir::Shape::known(k.shape()))
             .is_ok_and(|s| s == a.shape);
         keeps_shape && k.dtype() == a.dtype && k.to_f64_vec().iter().all(|&v| v == neutral)
+    }
+
+    fn declutter(&self, g: &Graph, n: NodeId) -> Result<Option<Patch>> {
+        // 1 * x and 0 + x, the constant on the left (`is_identity` takes it on the right):
+        // Keras writes swish as `x * sigmoid(1.0 * x)`, which hides the Swish pattern.
+        if !matches!(self.op, BinOp::Add | BinOp::Mul) {
+            return Ok(None);
+        }
+        let node = g.node(n);
+        let [k, x] = node.inputs[..] else {
+            return Ok(None);
+        };
+        if g.konst(x).is_none() && self.is_identity(&[g.fact(x), g.fact(k)]) {
+            return Ok(Some(Patch::replace(node.outputs[0], x)));
+        }
+        Ok(None)
     }
 
     crate::op_common!();

@@ -15,7 +15,8 @@ use crate::tensor::Tensor;
 /// `t` are finite f32 scalar constants (any rank up to the output's, all dims 1), `Add(t)`
 /// may also be `Sub(t)` with the value on the left; they become the `PostAffine` map
 /// (f32 only). Every intermediate value must have its only uses inside the pattern and not
-/// be a graph output. f32/f64 only. Run it after BN/affine folding, which needs the bare
+/// be a graph output. f32/f64 only. The conv may also be a `FusedConv` with only its bias
+/// (any layout). Run it after BN/affine folding, which needs the bare
 /// Conv (an affine map right after a Conv folds into its weights there).
 pub struct FuseConv;
 
@@ -50,14 +51,24 @@ fn find_one(g: &Graph) -> Result<Option<Patch>> {
     let users = Users::new(g);
     for id in g.topo_order()? {
         let n = g.node(id);
-        let Some(conv) = n.op.downcast_ref::<Conv>() else {
+        // A bare Conv, or a FusedConv that holds only its bias (ChannelsLast turns bare
+        // convs into those; an activation that reaches them only later, once transposes
+        // between have cancelled, still fuses).
+        let base = match n.op.downcast_ref::<FusedConv>() {
+            Some(f) if f.act == Activation::Identity && !f.residual && f.post.is_none() => {
+                Some((&f.conv, f.channels_last))
+            }
+            Some(_) => None,
+            None => n.op.downcast_ref::<Conv>().map(|c| (c, false)),
+        };
+        let Some((conv, channels_last)) = base else {
             continue;
         };
         if !matches!(g.fact(n.outputs[0]).dtype, DType::F32 | DType::F64) {
             continue;
         }
         if let Some(m) = match_epilogue(g, &users, id) {
-            return Ok(Some(build_patch(g, conv, m)?));
+            return Ok(Some(build_patch(g, conv, channels_last, m)?));
         }
     }
     Ok(None)
@@ -283,7 +294,7 @@ fn match_activation(
     None
 }
 
-fn build_patch(g: &Graph, conv: &Conv, m: Match) -> Result<Patch> {
+fn build_patch(g: &Graph, conv: &Conv, channels_last: bool, m: Match) -> Result<Patch> {
     let n = g.node(m.conv);
     let mut p = Patch::new();
     let mut inputs: Vec<_> = n.inputs.iter().map(|&v| v.into()).collect();
@@ -304,7 +315,7 @@ fn build_patch(g: &Graph, conv: &Conv, m: Match) -> Result<Patch> {
         act: m.act,
         residual: m.residual.is_some(),
         post: m.post,
-        channels_last: false,
+        channels_last,
     };
     let fused = p.add_node(n.name.clone(), Box::new(op) as Box<dyn Op>, &inputs);
     p.substitute(m.last, Patch::out(fused, 0));
@@ -423,6 +434,65 @@ mod tests {
         let back = crate::serialize::load(dir.path()).unwrap();
         assert_eq!(back.op_histogram().get("FusedConv"), Some(&6));
         close(run(back));
+    }
+
+    /// A bias-only channels-last FusedConv (what ChannelsLast makes of a bare conv) takes
+    /// a Swish that reaches it later, and keeps its layout; one with an activation already
+    /// is left alone.
+    #[test]
+    fn extends_a_bias_only_fused_conv() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::F32, &[1, 6, 7, 4]));
+        let w = g.add_const(
+            "w",
+            Tensor::from_vec(&[4, 4, 3, 3], lin(144, 0.03)).unwrap(),
+        );
+        let b = g.add_const("b", Tensor::from_vec(&[4], lin(4, 0.1)).unwrap());
+        let fc = |act| FusedConv {
+            conv: Conv {
+                strides: vec![1, 1],
+                dilations: vec![1, 1],
+                padding: Padding::Explicit(vec![1; 4]),
+                group: 1,
+            },
+            act,
+            residual: false,
+            post: None,
+            channels_last: true,
+        };
+        let c1 = g
+            .add_node1("c1", fc(Activation::Identity), &[x, w, b])
+            .unwrap();
+        let s1 = un(&mut g, "s1", UnaryOp::Sigmoid, c1);
+        let m1 = bin(&mut g, "m1", BinOp::Mul, c1, s1);
+        let c2 = g
+            .add_node1("c2", fc(Activation::Relu), &[m1, w, b])
+            .unwrap();
+        let r2 = un(&mut g, "r2", UnaryOp::Sigmoid, c2);
+        g.set_outputs(&[r2]);
+        let input = Tensor::from_vec(&[1, 6, 7, 4], lin(168, 0.4)).unwrap();
+        let run = |g: Graph| {
+            let m = CpuModel::new(g, CpuOptions { threads: Some(1) }).unwrap();
+            m.run(std::slice::from_ref(&input)).unwrap()[0].clone()
+        };
+        let want = run(g.clone());
+        let mut f = g.clone();
+        optimize(&mut f, &[Box::new(FuseConv)]).unwrap();
+        let h = f.op_histogram();
+        assert_eq!(
+            (h.get("FusedConv"), h.get("Sigmoid")),
+            (Some(&2), Some(&1)),
+            "{h:?}"
+        );
+        assert_eq!(f.node_count(), 3, "{h:?}");
+        let ops: Vec<(Activation, bool)> = f
+            .nodes()
+            .filter_map(|(_, n)| n.op.downcast_ref::<FusedConv>())
+            .map(|op| (op.act, op.channels_last))
+            .collect();
+        assert!(ops.contains(&(Activation::Swish, true)), "{ops:?}");
+        assert!(ops.contains(&(Activation::Relu, true)), "{ops:?}");
+        crate::tensor::assert_close(&run(f), &want, 1e-6);
     }
 
     /// PP-LCNetV3's `w0 * act(conv(x)) + w1` (scalar constants of any rank), a lone `Sub`

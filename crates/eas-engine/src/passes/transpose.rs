@@ -9,15 +9,18 @@
 //!   identity;
 //! - a transpose that only moves size-1 axes becomes a Reshape;
 //! - `op(Transpose(x, p), ...)` becomes `Transpose(op'(x, ...), p')` for element-wise ops
-//!   (Unary, Math, Cast; Binary and Where whose other inputs are constants or carry the same
-//!   transpose; constants are permuted so broadcasting means the same), Pad (pads permuted),
+//!   (Unary, Math, Cast; Binary and Where whose other inputs are constants, carry the same
+//!   transpose, or are values whose un-transposition only moves size-1 axes, such as a
+//!   squeeze-excite block's [N, C, 1, 1] scale, which get a Reshape; constants are permuted
+//!   so broadcasting means the same), Pad (pads permuted),
 //!   Reduce*/ArgMax/ArgMin, global pools (as a keepdims Reduce over the spatial axes) and
 //!   Squeeze with explicit axes (axes remapped; without keepdims
 //!   the transpose after shrinks, often to nothing), Concat (axis remapped) and Softmax (axis remapped).
 //!
 //! A sink is done only when every transpose it reads can then die: its other readers are
 //! transposes (which compose with it) or can take it as well, and all of them together add
-//! at most one transpose after them. So the number of transposes does not grow, and a
+//! at most one transpose after them (one that only moves size-1 axes is a Reshape and does
+//! not count). So the number of transposes does not grow, and a
 //! transpose only ever moves towards the outputs: the pass terminates. A transpose that is
 //! a graph output stays. Graph outputs keep their names, shapes and values.
 
@@ -101,7 +104,7 @@ fn worth_sinking(
         }
         seen.push(c);
         match plan(g, c)? {
-            Some(p) => adds += usize::from(p.post.is_some()),
+            Some(p) => adds += added_transposes(g, c, &p),
             None => return Ok(false),
         }
     }
@@ -145,47 +148,78 @@ fn transpose_patch(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
     if is_identity(&t.perm) {
         return Ok(None); // RemoveIdentities bypasses it
     }
-    // Only size-1 axes move: the data order is unchanged, a Reshape does it without a copy
-    // of strided reads.
-    let dims = g.fact(x).shape.dims();
-    let moved: Vec<usize> = t
-        .perm
+    let Some(shape) = unit_reshape(g.fact(x).shape.dims(), &t.perm) else {
+        return Ok(None);
+    };
+    let mut patch = Patch::new();
+    let k = add_reshape(&mut patch, &node.name, x.into(), shape)?;
+    patch.substitute(out, Patch::out(k, 0));
+    patch.remove(id);
+    Ok(Some(patch))
+}
+
+/// When transposing a value of dims `dims` by `perm` only moves size-1 axes (the data order
+/// is unchanged, so a Reshape does it without strided reads): the Reshape's target. Known
+/// dims as numbers; a symbolic dim that keeps its position is 0 (copy the input's, keeping
+/// the symbol); anything else (a symbol that moves, an unknown dim) gives `None`.
+fn unit_reshape(dims: &[Dim], perm: &[usize]) -> Option<Vec<i64>> {
+    if perm.len() != dims.len() {
+        return None;
+    }
+    let moved: Vec<usize> = perm
         .iter()
         .copied()
         .filter(|&a| !dims[a].is_one())
         .collect();
     if !moved.windows(2).all(|w| w[0] < w[1]) {
-        return Ok(None);
+        return None;
     }
-    // The target: known dims as numbers; a symbolic dim that keeps its position is 0 (copy
-    // the input's, keeping the symbol); anything else is left as a Transpose.
-    let mut shape = Vec::with_capacity(dims.len());
-    for (i, d) in g.fact(out).shape.dims().iter().enumerate() {
-        shape.push(match d {
-            Dim::Known(k) if *k > 0 => *k as i64,
-            Dim::Sym(_) if dims.get(i) == Some(d) => 0,
-            _ => return Ok(None),
-        });
+    perm.iter()
+        .enumerate()
+        .map(|(i, &a)| match &dims[a] {
+            Dim::Known(k) if *k > 0 => Some(*k as i64),
+            d @ Dim::Sym(_) if dims.get(i) == Some(d) => Some(0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the transpose `post` after a rewritten node whose original output had dims
+/// `out_dims` becomes a Reshape (moves only size-1 axes): such a transpose costs nothing.
+fn unit_post(post: &[usize], out_dims: &[Dim]) -> bool {
+    if post.len() != out_dims.len() {
+        return false;
     }
-    let mut patch = Patch::new();
+    // The rewritten node's output (the transpose's input) has out_dims[i] at axis post[i].
+    let mut dims = vec![Dim::Unknown; post.len()];
+    for (i, &a) in post.iter().enumerate() {
+        dims[a] = out_dims[i].clone();
+    }
+    unit_reshape(&dims, post).is_some()
+}
+
+/// Transposes that a sink adds after `n` when rewritten by `plan`: 0 or 1 (free ones, which
+/// become Reshapes, do not count).
+fn added_transposes(g: &Graph, n: NodeId, plan: &Sink) -> usize {
+    let out = g.fact(g.node(n).outputs[0]).shape.dims();
+    usize::from(plan.post.as_ref().is_some_and(|p| !unit_post(p, out)))
+}
+
+fn add_reshape(patch: &mut Patch, name: &str, x: PValue, shape: Vec<i64>) -> Result<usize> {
     let s = patch.add_const(
-        format!("{}.shape", node.name),
+        format!("{name}.shape"),
         Tensor::from_vec(&[shape.len()], shape)?,
     );
-    let k = patch.add_node(
-        super::base_name(&node.name),
-        Reshape::default(),
-        &[x.into(), s],
-    );
-    patch.substitute(out, Patch::out(k, 0));
-    patch.remove(id);
-    Ok(Some(patch))
+    Ok(patch.add_node(super::base_name(name), Reshape::default(), &[x, s]))
 }
 
 /// An input of a rewritten node.
 enum In {
     Old(ValueId),
     Const(Tensor),
+    /// A value reshaped to this target (its un-transposition moves only size-1 axes: a
+    /// squeeze-excite block's [N, C, 1, 1] scale against an NHWC map).
+    Reshaped(ValueId, Vec<i64>),
 }
 
 /// How to rewrite `op(Transpose(x, perm), ...)` as `Transpose(new_op(x, ...), post)`.
@@ -259,6 +293,11 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
                     Some(c) => ins.push(In::Const(c)),
                     None => return Ok(None),
                 }
+            } else if let Some(shape) = consts_ok
+                .then(|| unit_reshape(g.fact(v).shape.dims(), &invert(&perm)))
+                .flatten()
+            {
+                ins.push(In::Reshaped(v, shape));
             } else {
                 return Ok(None);
             }
@@ -424,7 +463,7 @@ fn sink_patch(g: &Graph, n: NodeId) -> Result<Option<Patch>> {
         return Ok(None);
     };
     let consumers = g.consumers();
-    let adds = usize::from(plan.post.is_some());
+    let adds = added_transposes(g, n, &plan);
     for &(v, _) in &plan.transposes {
         if !worth_sinking(g, &consumers, v, n, adds)? {
             return Ok(None);
@@ -436,10 +475,14 @@ fn sink_patch(g: &Graph, n: NodeId) -> Result<Option<Patch>> {
         .inputs
         .into_iter()
         .map(|i| match i {
-            In::Old(v) => v.into(),
-            In::Const(t) => patch.add_const(format!("{}.c", node.name), t),
+            In::Old(v) => Ok(v.into()),
+            In::Const(t) => Ok(patch.add_const(format!("{}.c", node.name), t)),
+            In::Reshaped(v, shape) => {
+                let name = format!("{}.r", node.name);
+                add_reshape(&mut patch, &name, v.into(), shape).map(|k| Patch::out(k, 0))
+            }
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let k = patch.add_node(super::base_name(&node.name), plan.new_op, &ins);
     let mut out = Patch::out(k, 0);
     if let Some(p) = plan.post {
@@ -666,6 +709,37 @@ mod tests {
                 1,
                 "{o}"
             );
+        }
+    }
+
+    /// A squeeze-excite block inside a channels-last region, as ONNX exporters leave it in
+    /// NCHW: the map goes to a global pool and to a Mul by the [N, C, 1, 1] gate computed
+    /// from the pool. Both readers take the transpose (the pool's and the gate's transposes
+    /// only move size-1 axes: Reshapes), so the pair around the block cancels.
+    #[test]
+    fn squeeze_excite_block_takes_the_transpose() {
+        use crate::ir::Shape;
+        for symbolic in [false, true] {
+            let mut g = Graph::new();
+            let x = if symbolic {
+                let n = Dim::Sym("n".to_string());
+                let shape = Shape(vec![n, Dim::Known(5), Dim::Known(6), Dim::Known(4)]);
+                g.add_input("x", Fact::new(DType::F32, shape))
+            } else {
+                input(&mut g, "x", &[2, 5, 6, 4])
+            };
+            let a = t(&mut g, x, &TO_NCHW); // [n, 4, 5, 6]
+            let p = node(&mut g, GlobalPool { max: false }, &[a]); // [n, 4, 1, 1]
+            let s = node(&mut g, Unary::new(UnaryOp::Sigmoid), &[p]);
+            let m = node(&mut g, Binary::new(BinOp::Mul), &[a, s]);
+            let r = node(&mut g, Unary::new(UnaryOp::Relu), &[m]);
+            let y = t(&mut g, r, &TO_NHWC);
+            g.set_outputs(&[y]);
+            let o = rewrite(&g, passes(), &[data(&[2, 5, 6, 4], 1)]);
+            assert_eq!(count(&o, "Transpose"), 0, "{o}");
+            assert_eq!(count(&o, "ReduceMean"), 1, "{o}");
+            // At most the two free Reshapes (the gate's may cancel with the pool's).
+            assert!(count(&o, "Reshape") <= 2, "{o}");
         }
     }
 

@@ -165,6 +165,33 @@ simd_fn! {
 }
 
 simd_fn! {
+    /// Exact (erf) GELU in place, the same bits as `gelu`.
+    pub fn gelu_inplace(o: &mut [f32]) {
+        for v in o.iter_mut() {
+            *v = 0.5 * *v * (1.0 + erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+simd_fn! {
+    /// `o = sigmoid(o)` in place (a fused conv's epilogue), the same bits as `sigmoid`.
+    pub fn sigmoid_inplace(o: &mut [f32]) {
+        for v in o.iter_mut() {
+            *v = sigmoid_f32(*v);
+        }
+    }
+}
+
+simd_fn! {
+    /// `o = o * sigmoid(o)` in place, the same bits as `swish`.
+    pub fn swish_inplace(o: &mut [f32]) {
+        for v in o.iter_mut() {
+            *v = *v * sigmoid_f32(*v);
+        }
+    }
+}
+
+simd_fn! {
     /// `o = x * clamp(x + 3, 0, 6) / 6` (NaN stays NaN).
     pub fn hard_swish(x: &[f32], o: &mut [f32]) {
         for (o, &v) in o.iter_mut().zip(x) {

@@ -6,8 +6,9 @@
 use crate::cpu::gemm::{self, Activation, Bias, Epilogue, Operand, PackedB, Strided};
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete, op_as};
 use crate::cpu::kernels::array::{StridedCopy, broadcast_strides};
+use crate::cpu::kernels::fastmath;
 use crate::cpu::registry::KernelRegistry;
-use crate::dtype::{DType, Float, Num};
+use crate::dtype::{DType, Num};
 use crate::ir::Fact;
 use crate::ops::{FusedMatMul, Gemm, MatMul, Op, UnaryOp};
 use crate::tensor::{Tensor, bytes_as, bytes_as_mut};
@@ -650,21 +651,17 @@ struct FusedMatMulKernel {
 /// Activations without an in-register form, applied to finished tile rows. The formulas are
 /// the Unary kernel's, so fused and unfused graphs agree.
 fn apply_act(op: UnaryOp, x: &mut [f32]) {
-    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
     match op {
-        UnaryOp::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        // The Unary kernel's vectorized f32 functions (fastmath), bit for bit.
+        UnaryOp::Sigmoid => fastmath::sigmoid_inplace(x),
+        UnaryOp::Swish => fastmath::swish_inplace(x),
+        UnaryOp::Gelu { tanh_approx: false } => fastmath::gelu_inplace(x),
         UnaryOp::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
-        UnaryOp::Swish => x.iter_mut().for_each(|v| *v *= sigmoid(*v)),
         // max/min rather than clamp: the Unary kernel's NaN behaviour, exactly.
         #[allow(clippy::manual_clamp)]
         UnaryOp::HardSwish => x
             .iter_mut()
             .for_each(|v| *v = *v * (*v + 3.0).max(0.0).min(6.0) / 6.0),
-        UnaryOp::Gelu { tanh_approx: false } => {
-            let r = std::f32::consts::FRAC_1_SQRT_2;
-            x.iter_mut()
-                .for_each(|v| *v = 0.5 * *v * (1.0 + Float::erf(*v * r)));
-        }
         UnaryOp::Gelu { tanh_approx: true } => {
             let k = (2.0 / std::f64::consts::PI).sqrt() as f32;
             x.iter_mut()
