@@ -18,9 +18,10 @@
 //!   the transpose after shrinks, often to nothing), Concat (axis remapped) and Softmax (axis remapped).
 //!
 //! A sink is done only when every transpose it reads can then die: its other readers are
-//! transposes (which compose with it) or can take it as well, and all of them together add
-//! at most one transpose after them (one that only moves size-1 axes is a Reshape and does
-//! not count). So the number of transposes does not grow, and a
+//! transposes (which compose with it) or can take it as well (and so, transitively, the
+//! other transposes those readers take), and all of them together add at most as many
+//! transposes after them as die (one that only moves size-1 axes is a Reshape and does not
+//! count). So the number of transposes does not grow, and a
 //! transpose only ever moves towards the outputs: the pass terminates. A transpose that is
 //! a graph output stays. Graph outputs keep their names, shapes and values.
 
@@ -82,33 +83,55 @@ fn transpose_of(g: &Graph, v: ValueId) -> Option<(NodeId, &[usize], ValueId)> {
     Some((id, &t.perm, n.inputs[0]))
 }
 
-/// Whether sinking the transpose producing `v` into `user` (whose rewrite adds
-/// `user_adds` transposes after it) keeps the transpose count from growing: `v` is no graph
-/// output and each of its other readers is a transpose (they compose) or can take the
-/// transpose too, with at most one transpose added after all of them together.
+/// Whether sinking the transposes `user` reads (rewritten by `user_plan`) keeps the transpose
+/// count from growing. Every reader of a transposed value must take the transpose too (or
+/// be a transpose, which composes with it), and so must the readers of the other transposed
+/// values those readers take (a Concat of two transposed maps, one of them also read by a
+/// batch norm: DenseNet's NHWC blocks around NCHW convs). All those transposes die; the
+/// rewritten readers add at most as many after them (free ones, which become Reshapes, do
+/// not count). No transposed value may be a graph output.
 fn worth_sinking(
     g: &Graph,
     consumers: &[Vec<(NodeId, usize)>],
-    v: ValueId,
     user: NodeId,
-    user_adds: usize,
+    user_plan: &Sink,
 ) -> Result<bool> {
-    if g.outputs().iter().any(|o| o.value == v) {
-        return Ok(false);
-    }
-    let mut adds = user_adds;
-    let mut seen = vec![user];
-    for &(c, _) in &consumers[v.index()] {
-        if seen.contains(&c) || g.node(c).op.is::<Transpose>() {
-            continue;
-        }
-        seen.push(c);
-        match plan(g, c)? {
-            Some(p) => adds += added_transposes(g, c, &p),
-            None => return Ok(false),
+    /// Bounds the work per candidate; a larger group is left as it is.
+    const MAX_READERS: usize = 64;
+    let mut adds = added_transposes(g, user, user_plan);
+    let mut readers = vec![user];
+    let mut values: Vec<ValueId> = Vec::new();
+    for &(v, _) in &user_plan.transposes {
+        if !values.contains(&v) {
+            values.push(v);
         }
     }
-    Ok(adds <= 1)
+    let mut i = 0;
+    while let Some(&v) = values.get(i) {
+        i += 1;
+        if g.outputs().iter().any(|o| o.value == v) {
+            return Ok(false);
+        }
+        for &(c, _) in &consumers[v.index()] {
+            if readers.contains(&c) || g.node(c).op.is::<Transpose>() {
+                continue;
+            }
+            let Some(p) = plan(g, c)? else {
+                return Ok(false);
+            };
+            adds += added_transposes(g, c, &p);
+            readers.push(c);
+            if readers.len() > MAX_READERS {
+                return Ok(false);
+            }
+            for &(w, _) in &p.transposes {
+                if !values.contains(&w) {
+                    values.push(w);
+                }
+            }
+        }
+    }
+    Ok(adds <= values.len())
 }
 
 /// True when `v` is read by `user` alone and is no graph output.
@@ -463,11 +486,8 @@ fn sink_patch(g: &Graph, n: NodeId) -> Result<Option<Patch>> {
         return Ok(None);
     };
     let consumers = g.consumers();
-    let adds = added_transposes(g, n, &plan);
-    for &(v, _) in &plan.transposes {
-        if !worth_sinking(g, &consumers, v, n, adds)? {
-            return Ok(None);
-        }
+    if !worth_sinking(g, &consumers, n, &plan)? {
+        return Ok(None);
     }
     let node = g.node(n);
     let mut patch = Patch::new();
@@ -710,6 +730,33 @@ mod tests {
                 "{o}"
             );
         }
+    }
+
+    /// DenseNet's dense block as the TF importer leaves it: NHWC maps between NCHW convs; a
+    /// map feeds both a batch norm (to the next conv) and the Concat with the new features.
+    /// Sinking the map's transpose adds one after the batch norm and one after the Concat,
+    /// but two die (the map's and the new features'), and then everything cancels.
+    #[test]
+    fn dense_block_concat_and_batch_norm_take_the_transpose_together() {
+        let mut g = Graph::new();
+        let x = input(&mut g, "x", &[2, 4, 5, 6]);
+        let y = input(&mut g, "y", &[2, 3, 5, 6]);
+        let a = t(&mut g, x, &TO_NHWC);
+        let b = t(&mut g, y, &TO_NHWC);
+        let k = konst(&mut g, "k", &[4], 3);
+        let m = node(&mut g, Binary::new(BinOp::Mul), &[a, k]);
+        let r = node(&mut g, Unary::new(UnaryOp::Relu), &[m]);
+        let o1 = t(&mut g, r, &TO_NCHW);
+        let cat = node(&mut g, Concat { axis: 3 }, &[a, b]);
+        let sg = node(&mut g, Unary::new(UnaryOp::Sigmoid), &[cat]);
+        let o2 = t(&mut g, sg, &TO_NCHW);
+        g.set_outputs(&[o1, o2]);
+        let o = rewrite(
+            &g,
+            passes(),
+            &[data(&[2, 4, 5, 6], 1), data(&[2, 3, 5, 6], 2)],
+        );
+        assert_eq!(count(&o, "Transpose"), 0, "{o}");
     }
 
     /// A squeeze-excite block inside a channels-last region, as ONNX exporters leave it in
