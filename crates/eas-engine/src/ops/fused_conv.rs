@@ -1,9 +1,11 @@
 //! A convolution with its epilogue fused in: bias, an optional residual add, an activation
 //! and an optional scalar affine map, applied while the output is still in cache. Made by
 //! `passes::FuseConv` from `Conv -> [Add] -> activation -> [Mul] -> [Add]` chains; never
-//! produced by importers.
+//! produced by importers. Also `ChannelAffine`, the same epilogue without the conv (a batch
+//! norm and activation that no conv absorbs), made by `passes::FuseChannelAffine`.
 
 use super::{Conv, Op, OpRegistry, UnaryOp, de, expect_inputs};
+use crate::dtype::DType;
 use crate::ir::{Dim, Fact};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -151,8 +153,49 @@ impl Op for FusedConv {
     crate::op_common!();
 }
 
+/// `act(x * scale + shift)`, `scale` and `shift` ([C] f32, C = the size of `axis` of `x`)
+/// varying along one axis: a batch norm that no conv absorbs, with the activation after it
+/// (DenseNet's BN-ReLU before each conv), in one pass instead of Mul, Add and the
+/// activation. A multiply, then an add, each rounded, then the activation as `FusedConv`
+/// applies it: the unfused graph's result bit for bit (a missing Mul is `scale = 1`, a
+/// missing Add `shift = -0.0`; neither changes a bit). Inputs: x (f32), scale, shift.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelAffine {
+    pub axis: usize,
+    pub act: Activation,
+}
+
+impl Op for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "ChannelAffine"
+    }
+    fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
+        expect_inputs(self.name(), inputs, 3, 3)?;
+        let x = inputs[0];
+        let c = x.shape.dims().get(self.axis).cloned();
+        let params_ok = inputs[1..].iter().all(|p| {
+            p.dtype == DType::F32
+                && p.rank() == 1
+                && c.as_ref()
+                    .is_some_and(|c| matches!(c, Dim::Unknown) || p.shape.dims()[0] == *c)
+        });
+        if x.dtype != DType::F32 || !params_ok {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "needs an f32 input with axis {} and [C] f32 scale and shift, not {:?} {} / {:?} / {:?}",
+                    self.axis, x.shape, x.dtype, inputs[1].shape, inputs[2].shape
+                ),
+            ));
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+    crate::op_common!();
+}
+
 pub(crate) fn register(r: &mut OpRegistry) {
     r.insert("FusedConv", de::<FusedConv>);
+    r.insert("ChannelAffine", de::<ChannelAffine>);
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub use binary::{BinOp, Binary};
 pub use conv::{Conv, GlobalPool, LpPool, MaxPoolWithIndices, Padding, Pool, PoolKind};
 pub use deconv::{ConvTranspose, DeconvPadding};
 pub use einsum::Einsum;
-pub use fused_conv::{Activation, FusedConv, PostAffine};
+pub use fused_conv::{Activation, ChannelAffine, FusedConv, PostAffine};
 pub use fused_matmul::FusedMatMul;
 pub use index::{
     Compress, CumSum, EyeLike, GatherNd, Hardmax, OneHot, ScatterElements, ScatterNd,

@@ -11,6 +11,7 @@ mod dce;
 mod declutter;
 pub(crate) mod fold_affine;
 mod fold_pad;
+mod fuse_affine;
 mod fuse_conv;
 mod fuse_matmul;
 mod fuse_transformer;
@@ -25,6 +26,7 @@ pub use dce::Dce;
 pub use declutter::Declutter;
 pub use fold_affine::FoldConvAffine;
 pub use fold_pad::FoldPad;
+pub use fuse_affine::FuseChannelAffine;
 pub use fuse_conv::FuseConv;
 pub use fuse_matmul::FuseMatMul;
 pub use fuse_transformer::{FuseActivations, FuseGelu, FuseLayerNorm};
@@ -59,6 +61,10 @@ pub fn default_o1() -> Vec<Box<dyn Pass>> {
         Box::new(FuseConv),
         // After FuseConv: it takes the fused convs as they are.
         Box::new(ChannelsLast),
+        // After every fusion that could absorb a batch norm into a conv or matmul, and after
+        // the layout is settled (a transpose sinks through it, but the region logic above
+        // reads the plain Mul/Add).
+        Box::new(FuseChannelAffine),
     ]
 }
 

@@ -13,7 +13,7 @@
 //!   transpose, or are values whose un-transposition only moves size-1 axes, such as a
 //!   squeeze-excite block's [N, C, 1, 1] scale, which get a Reshape; constants are permuted
 //!   so broadcasting means the same), Pad (pads permuted),
-//!   Reduce*/ArgMax/ArgMin, global pools (as a keepdims Reduce over the spatial axes) and
+//!   ChannelAffine (axis remapped), Reduce*/ArgMax/ArgMin, global pools (as a keepdims Reduce over the spatial axes) and
 //!   Squeeze with explicit axes (axes remapped; without keepdims
 //!   the transpose after shrinks, often to nothing), Concat (axis remapped) and Softmax (axis remapped).
 //!
@@ -29,8 +29,8 @@ use super::Pass;
 use crate::Result;
 use crate::ir::{Dim, Graph, NodeId, PValue, Patch, ValueId};
 use crate::ops::{
-    ArgReduce, Binary, Cast, Concat, GlobalPool, Math, Op, Pad, Reduce, ReduceOp, Reshape, Softmax,
-    Squeeze, Transpose, Unary, Where, norm_axis,
+    ArgReduce, Binary, Cast, ChannelAffine, Concat, GlobalPool, Math, Op, Pad, Reduce, ReduceOp,
+    Reshape, Softmax, Squeeze, Transpose, Unary, Where, norm_axis,
 };
 use crate::tensor::Tensor;
 
@@ -347,6 +347,18 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
         };
         // The transposed operands fix the output rank; a constant of higher rank was refused.
         return sink(op.clone_op(), ins, post(perm), transposes);
+    }
+    if let Some(a) = op.downcast_ref::<ChannelAffine>() {
+        let Some(mut ins) = map_inputs(&node.inputs[..1], false)? else {
+            return Ok(None);
+        };
+        // Scale and shift are [C] along the axis, wherever it goes.
+        ins.extend(node.inputs[1..].iter().map(|&v| In::Old(v)));
+        let new = ChannelAffine {
+            axis: perm[a.axis],
+            act: a.act,
+        };
+        return sink(Box::new(new), ins, post(perm), transposes);
     }
     if let Some(c) = op.downcast_ref::<Concat>() {
         let Some(ins) = map_inputs(&node.inputs, true)? else {

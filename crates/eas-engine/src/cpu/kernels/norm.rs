@@ -6,7 +6,9 @@ use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete,
 use crate::cpu::registry::KernelRegistry;
 use crate::dtype::{DType, Datum, Float};
 use crate::ir::Fact;
-use crate::ops::{BatchNorm, BatchNormTraining, LayerNorm, Op, Softmax, norm_axis};
+use crate::ops::{
+    Activation, BatchNorm, BatchNormTraining, ChannelAffine, LayerNorm, Op, Softmax, norm_axis,
+};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -427,7 +429,157 @@ fn softmax(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> 
     }))
 }
 
+/// `ChannelAffine`: runs of `inner` elements that share one channel's scale and shift
+/// (NCHW-like); when `inner` is short (NHWC-like), rows of `channels * inner` elements
+/// against scale and shift expanded to that length at plan time. The activation runs on
+/// each finished run or row while it is in cache. Work splits over threads by whole runs.
+#[derive(Debug)]
+struct ChannelAffineKernel {
+    act: Activation,
+    channels: usize,
+    inner: usize,
+    /// Scale and shift per element of a `channels * inner` row (constant parameters with a
+    /// short `inner`).
+    expanded: Option<(Vec<f32>, Vec<f32>)>,
+    avx512: bool,
+}
+
+/// Runs shorter than this take the expanded per-element parameters.
+const AFFINE_MIN_RUN: usize = 64;
+
+impl ChannelAffineKernel {
+    /// Elements of one unit of work: a row (expanded) or a run.
+    fn unit(&self) -> usize {
+        if self.expanded.is_some() {
+            self.channels * self.inner
+        } else {
+            self.inner
+        }
+    }
+
+    /// `o = act(x * s + t)` for the units starting at unit `first`, with AVX-512 when the
+    /// CPU has it (the loops are written to vectorize; the baseline target has SSE2 only).
+    fn units(&self, first: usize, x: &[f32], o: &mut [f32], s: &[f32], t: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            #[target_feature(enable = "avx512f")]
+            fn avx512(
+                k: &ChannelAffineKernel,
+                first: usize,
+                x: &[f32],
+                o: &mut [f32],
+                s: &[f32],
+                t: &[f32],
+            ) {
+                k.units_impl(first, x, o, s, t)
+            }
+            // SAFETY: the CPU has AVX-512F (checked when the kernel was built).
+            return unsafe { avx512(self, first, x, o, s, t) };
+        }
+        self.units_impl(first, x, o, s, t)
+    }
+
+    #[inline(always)]
+    fn units_impl(&self, first: usize, x: &[f32], o: &mut [f32], s: &[f32], t: &[f32]) {
+        let n = self.unit();
+        match &self.expanded {
+            Some((s, t)) => {
+                for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                    for (((o, &x), &s), &t) in o.iter_mut().zip(x).zip(s).zip(t) {
+                        *o = x * s + t;
+                    }
+                    super::conv::apply_act(self.act, o);
+                }
+            }
+            None => {
+                for (k, (o, x)) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)).enumerate() {
+                    let c = (first + k) % self.channels;
+                    let (s, t) = (s[c], t[c]);
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = x * s + t;
+                    }
+                    super::conv::apply_act(self.act, o);
+                }
+            }
+        }
+    }
+}
+
+impl Kernel for ChannelAffineKernel {
+    fn run(
+        &self,
+        ctx: &mut KernelCtx,
+        inputs: &[TensorView],
+        outputs: &mut [TensorViewMut],
+    ) -> Result<()> {
+        let x = inputs[0].as_slice::<f32>()?;
+        let (s, t) = (inputs[1].as_slice::<f32>()?, inputs[2].as_slice::<f32>()?);
+        let o = outputs[0].as_slice_mut::<f32>()?;
+        let n = self.unit();
+        if s.len() != self.channels || t.len() != self.channels || x.len() != o.len() {
+            return Err(Error::shape(
+                "ChannelAffine",
+                "parameters or output mismatch",
+            ));
+        }
+        if n == 0 || o.len() % n != 0 {
+            return if o.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::shape("ChannelAffine", "input not whole rows"))
+            };
+        }
+        if o.len() >= PAR_MIN_ELEMS && ctx.threads > 1 {
+            let units = o.len() / n;
+            let per = units.div_ceil(ctx.threads * 4).max(1) * n;
+            o.par_chunks_mut(per)
+                .zip(x.par_chunks(per))
+                .enumerate()
+                .for_each(|(i, (o, x))| self.units(i * per / n, x, o, s, t));
+        } else {
+            self.units(0, x, o, s, t);
+        }
+        Ok(())
+    }
+}
+
+fn channel_affine(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
+    let a = op_as::<ChannelAffine>(op)?;
+    let x = concrete(&inputs[0])?;
+    let channels = *x
+        .get(a.axis)
+        .ok_or_else(|| Error::shape("ChannelAffine", "axis out of range"))?;
+    let inner: usize = x[a.axis + 1..].iter().product();
+    // Expanded parameters need constants (which the fusing pass guarantees).
+    let konst = |f: &Fact| {
+        f.konst
+            .as_ref()
+            .and_then(|t| t.as_slice::<f32>().ok())
+            .filter(|v| v.len() == channels)
+            .map(|v| {
+                v.iter()
+                    .flat_map(|&p| std::iter::repeat_n(p, inner))
+                    .collect::<Vec<f32>>()
+            })
+    };
+    let expanded = match (inner < AFFINE_MIN_RUN, konst(&inputs[1]), konst(&inputs[2])) {
+        (true, Some(s), Some(t)) => Some((s, t)),
+        _ => None,
+    };
+    Ok(Box::new(ChannelAffineKernel {
+        act: a.act,
+        channels,
+        inner,
+        expanded,
+        #[cfg(target_arch = "x86_64")]
+        avx512: std::arch::is_x86_feature_detected!("avx512f"),
+        #[cfg(not(target_arch = "x86_64"))]
+        avx512: false,
+    }))
+}
+
 pub(crate) fn register(r: &mut KernelRegistry) {
+    r.insert::<ChannelAffine>(channel_affine);
     r.insert::<BatchNorm>(batch_norm);
     r.insert::<BatchNormTraining>(batch_norm_training);
     r.insert::<LayerNorm>(layer_norm);
