@@ -1489,7 +1489,7 @@ struct PoolKernel {
 /// Per-output window counts along one axis: positions inside the input, or (with
 /// `include_pad`) inside the explicitly padded area (positions past it, in ceil mode,
 /// never count).
-fn window_counts(a: &AxisGeom, include_pad: bool) -> Vec<usize> {
+pub(super) fn window_counts(a: &AxisGeom, include_pad: bool) -> Vec<usize> {
     (0..a.output)
         .map(|o| {
             (0..a.kernel)
@@ -1629,6 +1629,9 @@ impl Kernel for PoolKernel {
 
 fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let p = op_as::<Pool>(op)?;
+    if p.channels_last {
+        return super::pool_nhwc::build(p, inputs);
+    }
     let x = concrete(&inputs[0])?;
     let geo = geometry(
         p.name(),
@@ -1984,6 +1987,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Valid,
             ceil_mode: false,
+            channels_last: false,
         };
         assert_eq!(
             eval_op(&mx, std::slice::from_ref(&x)).unwrap()[0]
@@ -2000,6 +2004,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Explicit(vec![1, 1, 1, 1]),
             ceil_mode: false,
+            channels_last: false,
         };
         // corners average the 4 valid cells
         assert_eq!(
@@ -2027,6 +2032,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Valid,
             ceil_mode: true,
+            channels_last: false,
         };
         assert_eq!(
             eval_op(&ceil, std::slice::from_ref(&x)).unwrap()[0]
@@ -2576,6 +2582,7 @@ mod tests {
                         dilations: d.to_vec(),
                         padding: Padding::Explicit(p),
                         ceil_mode: ceil,
+                        channels_last: false,
                     };
                     let got = eval_op(&op, std::slice::from_ref(&x)).unwrap().remove(0);
                     let want = reference_pool(&x, &op);
