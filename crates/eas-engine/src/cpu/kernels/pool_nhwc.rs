@@ -5,8 +5,8 @@
 //! An output pixel's taps are the kernel positions inside the image (rows, then columns, in
 //! kernel order); positions in the padding are skipped rather than read from a padded copy:
 //! skipping a padded `-inf` (max) or `0` (sum starting at `+0`) leaves every result bit for
-//! bit what the NCHW kernel, which reads them, computes. So a max takes the first NaN of
-//! the window's order and keeps it (`v > acc || v.is_nan()`), and an average is the sum in
+//! bit what the NCHW kernel, which reads them, computes. So a max follows
+//! `v > acc || v.is_nan()` over the window's order (a NaN wins), and an average is the sum in
 //! window order divided by the same per-output count (`conv::window_counts`, 0 -> 0).
 //! f32 runs 64 channels per register block under AVX-512 (then 16, then a masked tail);
 //! other CPUs and float types run auto-vectorized loops over blocks of channels. Output rows
@@ -148,7 +148,8 @@ impl PoolNhwc {
             let img = &x[b * img_len..][..img_len];
             #[cfg(target_arch = "x86_64")]
             if self.avx512
-                && let (Some(img), Some(orow)) = (as_f32(img), as_f32_mut(orow))
+                && let (Some(img), Some(orow)) =
+                    (super::conv::as_f32(img), super::conv::as_f32_mut(orow))
             {
                 // SAFETY: `avx512` is only set where the CPU has AVX-512F (`plan`).
                 unsafe { avx512::row(self, img, oy, orow) };
@@ -216,26 +217,6 @@ impl PoolNhwc {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: T is f32 (checked above): same layout, same length.
-        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
-    } else {
-        None
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: T is f32 (checked above): same layout, same length.
-        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
-    } else {
-        None
-    }
-}
-
 impl Kernel for PoolNhwc {
     fn run(
         &self,
@@ -273,18 +254,8 @@ pub(crate) fn build(p: &Pool, inputs: &[Fact]) -> Result<Box<dyn Kernel>> {
 mod avx512 {
     use super::PoolNhwc;
     use crate::cpu::kernels::conv::avx512::mask;
+    use crate::cpu::kernels::conv::pool_avx512::{max_end, max_init, max_tap};
     use std::arch::x86_64::*;
-
-    /// `acc` after tap `v`: `v` when `v > acc` or `v` is NaN, else `acc` (the NCHW
-    /// kernel's rule, bit for bit: ties keep the earlier value, a NaN once taken stays).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn max_tap(acc: __m512, v: __m512) -> __m512 {
-        // Lanes where acc is a number take v when !(v <= acc): v larger, or v NaN.
-        let num = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(acc, acc);
-        let take = _mm512_mask_cmp_ps_mask::<_CMP_NLE_UQ>(num, v, acc);
-        _mm512_mask_mov_ps(acc, take, v)
-    }
 
     /// `V` vectors of channels from `c0` (the last one masked by `last`) of the output
     /// pixel whose window is `win` (`PoolNhwc::window`): taps in window order, then the
@@ -303,40 +274,36 @@ mod avx512 {
         let (ky0, ky1, kx0, kx1, p0) = win;
         let c = k.c;
         debug_assert!(c0 + 16 * (V - 1) + (last.count_ones() as usize) <= c);
-        let init = if MAX {
-            _mm512_set1_ps(f32::NEG_INFINITY)
-        } else {
-            _mm512_setzero_ps()
-        };
-        let mut acc = [init; V];
+        let mut mx = [max_init(); V];
+        let mut sum = [_mm512_setzero_ps(); V];
         for ky in ky0..ky1 {
             let prow = p0 + (ky * k.dh * k.iw) as isize;
             for kx in kx0..kx1 {
                 // Inside the image: 0 <= p < ih * iw (window()).
                 let p = (prow + (kx * k.dw) as isize) as usize;
                 let src = img[p * c + c0..].as_ptr();
-                for (j, a) in acc.iter_mut().enumerate() {
+                for j in 0..V {
                     let m = if j + 1 == V { last } else { 0xffff };
                     // SAFETY: the masked lanes are channels c0 + 16j.. < c of pixel p
                     // (debug_assert above), inside `img`.
                     let v = unsafe { _mm512_maskz_loadu_ps(m, src.add(16 * j)) };
-                    *a = if MAX {
-                        max_tap(*a, v)
+                    if MAX {
+                        mx[j] = max_tap(mx[j], v);
                     } else {
-                        _mm512_add_ps(*a, v)
-                    };
+                        sum[j] = _mm512_add_ps(sum[j], v);
+                    }
                 }
             }
         }
         let dst = out[c0..].as_mut_ptr();
-        for (j, a) in acc.iter().enumerate() {
+        for j in 0..V {
             let m = if j + 1 == V { last } else { 0xffff };
             let r = if MAX {
-                *a
+                max_end(mx[j])
             } else if div == 0.0 {
                 _mm512_setzero_ps()
             } else {
-                _mm512_div_ps(*a, _mm512_set1_ps(div))
+                _mm512_div_ps(sum[j], _mm512_set1_ps(div))
             };
             // SAFETY: as for the loads: lanes c0 + 16j.. < c of the pixel's channels.
             unsafe { _mm512_mask_storeu_ps(dst.add(16 * j), m, r) };
