@@ -76,6 +76,7 @@ fn zoo() -> Graph {
                 dilations: vec![1, 1],
                 padding: Padding::Valid,
                 ceil_mode: true,
+                channels_last: false,
             },
             &[hs],
         )

@@ -200,7 +200,12 @@ pub enum PoolKind {
     Avg { count_include_pad: bool },
 }
 
-/// MaxPool / AveragePool over the spatial axes of NCHW input.
+/// MaxPool / AveragePool over the spatial axes of NCHW input (N, C, D1, ...), or with
+/// `channels_last` of NHWC input (2-D pools only, as `passes::TransposeOpt` makes them when
+/// it sinks a channels-last region's NHWC -> NCHW transpose through the pool). A max takes
+/// a NaN in its window; an average divides by the window's valid positions, or with
+/// `count_include_pad` by those inside the explicit padding (never the positions past it
+/// that `ceil_mode` adds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
     pub kind: PoolKind,
@@ -209,6 +214,10 @@ pub struct Pool {
     pub dilations: Vec<usize>,
     pub padding: Padding,
     pub ceil_mode: bool,
+    /// Input and output in NHWC instead of NCHW; absent (false) from artifacts written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_last: bool,
 }
 
 impl Op for Pool {
@@ -236,8 +245,27 @@ impl Op for Pool {
                 ),
             ));
         }
-        let mut out = x.shape.dims()[..2].to_vec();
-        let spatial: Option<Vec<usize>> = x.shape.dims()[2..].iter().map(Dim::known).collect();
+        if self.channels_last && self.kernel.len() != 2 {
+            return Err(Error::shape(
+                self.name(),
+                format!(
+                    "channels_last needs a 2-D pool over NHWC input, not kernel {:?}",
+                    self.kernel
+                ),
+            ));
+        }
+        let d = x.shape.dims();
+        // The spatial axes, and where the channels axis sits.
+        let (sp_dims, c_axis) = if self.channels_last {
+            (&d[1..3], 3)
+        } else {
+            (&d[2..], 1)
+        };
+        let mut out = vec![d[0].clone()];
+        if !self.channels_last {
+            out.push(d[c_axis].clone());
+        }
+        let spatial: Option<Vec<usize>> = sp_dims.iter().map(Dim::known).collect();
         match spatial {
             Some(sp) => {
                 let geo = geometry(
@@ -252,6 +280,9 @@ impl Op for Pool {
                 out.extend(geo.iter().map(|g| Dim::Known(g.output)));
             }
             None => out.extend(std::iter::repeat_n(Dim::Unknown, self.kernel.len())),
+        }
+        if self.channels_last {
+            out.push(d[c_axis].clone());
         }
         Ok(vec![Fact::new(x.dtype, Shape(out))])
     }
@@ -278,6 +309,9 @@ impl Op for MaxPoolWithIndices {
         if self.pool.kind != PoolKind::Max {
             return Err(Error::invalid("MaxPoolWithIndices holds an average pool"));
         }
+        if self.pool.channels_last {
+            return Err(Error::unsupported("MaxPoolWithIndices on NHWC input"));
+        }
         let y = self.pool.infer(inputs)?.remove(0);
         let ind = Fact::new(DType::I64, y.shape.clone());
         Ok(vec![y, ind])
@@ -300,6 +334,9 @@ impl Op for LpPool {
     fn infer(&self, inputs: &[&Fact]) -> Result<Vec<Fact>> {
         if !inputs.first().is_some_and(|x| x.dtype.is_float()) {
             return Err(Error::dtype(self.name(), "needs a float input"));
+        }
+        if self.pool.channels_last {
+            return Err(Error::unsupported("LpPool on NHWC input"));
         }
         self.pool.infer(inputs)
     }
@@ -351,6 +388,49 @@ pub(crate) fn register(r: &mut OpRegistry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Artifacts written before `channels_last` existed load as NCHW pools; NCHW pools
+    /// serialize without the field; a channels-last pool round-trips and infers NHWC.
+    #[test]
+    fn pool_channels_last_field_is_optional_and_infers_nhwc() {
+        let old = serde_json::json!({
+            "kind": "Max",
+            "kernel": [3, 3],
+            "strides": [2, 2],
+            "dilations": [1, 1],
+            "padding": "SameUpper",
+            "ceil_mode": false
+        });
+        let reg = super::super::registry();
+        let op = reg.build("MaxPool", &old).unwrap();
+        let p = op.downcast_ref::<Pool>().unwrap().clone();
+        assert!(!p.channels_last);
+        assert_eq!(p.attrs(), old);
+        let cl = Pool {
+            channels_last: true,
+            ..p.clone()
+        };
+        assert_eq!(cl.attrs()["channels_last"], true);
+        let back = reg.build("MaxPool", &cl.attrs()).unwrap();
+        assert_eq!(back.downcast_ref::<Pool>(), Some(&cl));
+        let x = Fact::known(DType::F32, &[2, 9, 7, 5]);
+        let y = cl.infer(&[&x]).unwrap().remove(0);
+        assert_eq!(y.shape, Fact::known(DType::F32, &[2, 5, 4, 5]).shape);
+        let x = Fact::known(DType::F32, &[2, 5, 9, 7]);
+        let y = p.infer(&[&x]).unwrap().remove(0);
+        assert_eq!(y.shape, Fact::known(DType::F32, &[2, 5, 5, 4]).shape);
+        let three = Pool {
+            kernel: vec![1, 1, 1],
+            strides: vec![1, 1, 1],
+            dilations: vec![1, 1, 1],
+            ..cl
+        };
+        assert!(
+            three
+                .infer(&[&Fact::known(DType::F32, &[1, 2, 2, 2, 3])])
+                .is_err()
+        );
+    }
 
     #[test]
     fn same_padding_and_ceil_mode() {

@@ -8,9 +8,11 @@
 //! `y = conv(x, w, b [, r])` becomes
 //! `y = Transpose(conv_nhwc(Transpose(x), w, b [, Transpose(r)]))`, and then transpose
 //! optimization cancels the inverse pairs that now sit between consecutive convs, and the
-//! NHWC->NCHW transpose an importer put after a TensorFlow model's NHWC input. What is left
-//! are transposes where the layout region ends (a reshape, the outputs; a global pool
-//! takes its transpose as a reduce over H and W).
+//! NHWC->NCHW transpose an importer put after a TensorFlow model's NHWC input. 2-D max and
+//! average pools inside the region run channels-last too (transpose optimization flips a
+//! `Pool` it sinks a NHWC->NCHW transpose through), so the pairs around them cancel as
+//! well. What is left are transposes where the layout region ends (a reshape, the outputs;
+//! a global pool takes its transpose as a reduce over H and W).
 //!
 //! Which convs: f32 rank 4 with constant weights, group 1 or depthwise (group == C == M);
 //! in a graph with a depthwise conv, all of them. Elsewhere only convs whose output plane
@@ -286,6 +288,79 @@ mod tests {
         assert_eq!(count(&o, "Transpose"), 0, "{o}");
         assert_eq!(count(&o, "ReduceMean"), 1, "{o}");
         assert_eq!(count(&o, "Conv"), 0, "{o}");
+    }
+
+    fn pool(g: &mut Graph, name: &str, x: ValueId, max: bool, k: usize) -> ValueId {
+        let kind = if max {
+            crate::ops::PoolKind::Max
+        } else {
+            crate::ops::PoolKind::Avg {
+                count_include_pad: false,
+            }
+        };
+        let p = crate::ops::Pool {
+            kind,
+            kernel: vec![k, k],
+            strides: vec![2, 2],
+            dilations: vec![1, 1],
+            padding: Padding::SameUpper,
+            ceil_mode: false,
+            channels_last: false,
+        };
+        g.add_node1(name, p, &[x]).unwrap()
+    }
+
+    /// An Xception-like block: stem, max pool, depthwise + pointwise, a residual from a
+    /// strided 1x1 conv of the stem, an average pool, a global pool. The pools run
+    /// channels-last inside the region and no transpose is left.
+    #[test]
+    fn pools_inside_the_region_run_channels_last() {
+        let mut g = Graph::new();
+        let x = g.add_input("images", Fact::known(DType::F32, &[1, 15, 15, 3]));
+        let t = g
+            .add_node1(
+                "to_nchw",
+                Transpose {
+                    perm: TO_NCHW.to_vec(),
+                },
+                &[x],
+            )
+            .unwrap();
+        let s = conv(&mut g, "stem", t, (3, 8, 3, 1, 1));
+        let s = relu6(&mut g, s);
+        let m = pool(&mut g, "maxpool", s, true, 3);
+        let d = conv(&mut g, "dw", m, (8, 8, 3, 1, 8));
+        let p = conv(&mut g, "pw", d, (8, 8, 1, 1, 1));
+        let r = conv(&mut g, "shortcut", s, (8, 8, 1, 2, 1));
+        let a = g
+            .add_node1(
+                "add",
+                crate::ops::Binary {
+                    op: crate::ops::BinOp::Add,
+                },
+                &[p, r],
+            )
+            .unwrap();
+        let av = pool(&mut g, "avgpool", a, false, 2);
+        let gp = g
+            .add_node1("gap", crate::ops::GlobalPool { max: false }, &[av])
+            .unwrap();
+        g.set_outputs(&[gp, av]);
+        let o = run_passes(
+            &g,
+            vec![Box::new(FuseConv), Box::new(ChannelsLast)],
+            &[data(&[1, 15, 15, 3], 3)],
+        );
+        let nhwc_pools = o
+            .nodes()
+            .filter(|(_, n)| {
+                n.op.downcast_ref::<crate::ops::Pool>()
+                    .is_some_and(|p| p.channels_last)
+            })
+            .count();
+        assert_eq!(nhwc_pools, 2, "{o}");
+        // Only the region's end at the average pool's graph output keeps a transpose.
+        assert_eq!(count(&o, "Transpose"), 1, "{o}");
     }
 
     #[test]

@@ -163,7 +163,8 @@ fn fold(g: &Graph, id: NodeId) -> Result<Option<Patch>> {
     let node = g.node(id);
     let op = node.op.as_ref();
     let conv = op.downcast_ref::<Conv>();
-    let pool = op.downcast_ref::<Pool>();
+    // Pads are folded into NCHW pools only (their spatial axes are 2..).
+    let pool = op.downcast_ref::<Pool>().filter(|p| !p.channels_last);
     if conv.is_none() && pool.is_none() {
         return Ok(None);
     }
@@ -356,6 +357,7 @@ mod tests {
             dilations: vec![1, 1],
             padding,
             ceil_mode: false,
+            channels_last: false,
         }
     }
 

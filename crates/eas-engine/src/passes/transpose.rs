@@ -29,8 +29,8 @@ use super::Pass;
 use crate::Result;
 use crate::ir::{Dim, Graph, NodeId, PValue, Patch, ValueId};
 use crate::ops::{
-    ArgReduce, Binary, Cast, ChannelAffine, Concat, GlobalPool, Math, Op, Pad, Reduce, ReduceOp,
-    Reshape, Softmax, Squeeze, Transpose, Unary, Where, norm_axis,
+    ArgReduce, Binary, Cast, ChannelAffine, Concat, GlobalPool, Math, Op, Pad, Pool, Reduce,
+    ReduceOp, Reshape, Softmax, Squeeze, Transpose, Unary, Where, norm_axis,
 };
 use crate::tensor::Tensor;
 
@@ -443,6 +443,12 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
         };
         return sink(Box::new(new), ins, post(perm), transposes);
     }
+    if let Some(p) = op.downcast_ref::<Pool>() {
+        return pool_sink(g, node.inputs[0], p, &perm, &mut map_inputs).and_then(|s| match s {
+            Some((new_op, ins)) => sink(new_op, ins, post(perm.clone()), transposes),
+            None => Ok(None),
+        });
+    }
     if let Some(sq) = op.downcast_ref::<Squeeze>() {
         // Like a reduce without keepdims over size-1 axes. Squeeze-all (no axes) needs the
         // input's shape to name the axes; left alone.
@@ -490,6 +496,33 @@ fn plan(g: &Graph, n: NodeId) -> Result<Option<Sink>> {
         return sink(Box::new(new), ins, post(p), transposes);
     }
     Ok(None)
+}
+
+/// A 2-D float pool reading NHWC -> NCHW (a channels-last region's edge) runs channels-last
+/// on the NHWC value instead, and a channels-last one reading NCHW -> NHWC runs in NCHW:
+/// either way the transpose moves after the pool, where it meets the next region edge.
+#[allow(clippy::type_complexity)]
+fn pool_sink(
+    g: &Graph,
+    x: ValueId,
+    p: &Pool,
+    perm: &[usize],
+    map_inputs: &mut dyn FnMut(&[ValueId], bool) -> Result<Option<Vec<In>>>,
+) -> Result<Option<(Box<dyn Op>, Vec<In>)>> {
+    const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+    const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
+    let want = if p.channels_last { TO_NHWC } else { TO_NCHW };
+    if p.kernel.len() != 2 || perm != want || !g.fact(x).dtype.is_float() {
+        return Ok(None);
+    }
+    let Some(ins) = map_inputs(&[x], false)? else {
+        return Ok(None);
+    };
+    let new = Pool {
+        channels_last: !p.channels_last,
+        ..p.clone()
+    };
+    Ok(Some((Box::new(new), ins)))
 }
 
 /// Sinks the transposes feeding node `n` below it, when all of them then die.
@@ -800,6 +833,69 @@ mod tests {
             // At most the two free Reshapes (the gate's may cancel with the pool's).
             assert!(count(&o, "Reshape") <= 2, "{o}");
         }
+    }
+
+    /// A pool between two channels-last regions: NHWC -> NCHW, the NCHW pool, back to NHWC.
+    /// The pool runs channels-last and both transposes cancel; a channels-last pool between
+    /// NCHW transposes goes back to NCHW the same way. Outputs are checked by `rewrite`.
+    #[test]
+    fn pools_flip_layout_and_the_pair_around_them_cancels() {
+        let kinds = [
+            crate::ops::PoolKind::Max,
+            crate::ops::PoolKind::Avg {
+                count_include_pad: false,
+            },
+        ];
+        for kind in kinds {
+            for channels_last in [false, true] {
+                let pool = Pool {
+                    kind,
+                    kernel: vec![3, 3],
+                    strides: vec![2, 2],
+                    dilations: vec![1, 1],
+                    padding: crate::ops::Padding::SameUpper,
+                    ceil_mode: false,
+                    channels_last,
+                };
+                let (into, back) = if channels_last {
+                    (TO_NHWC, TO_NCHW)
+                } else {
+                    (TO_NCHW, TO_NHWC)
+                };
+                let mut g = Graph::new();
+                let x = input(&mut g, "x", &[2, 7, 6, 5]);
+                let a = t(&mut g, x, &into);
+                let p = node(&mut g, pool, &[a]);
+                let r = node(&mut g, Unary::new(UnaryOp::Relu), &[p]);
+                let y = t(&mut g, r, &back);
+                g.set_outputs(&[y]);
+                let o = rewrite(&g, passes(), &[data(&[2, 7, 6, 5], 4)]);
+                assert_eq!(count(&o, "Transpose"), 0, "{o}");
+                let flipped = o.nodes().any(|(_, n)| {
+                    n.op.downcast_ref::<Pool>()
+                        .is_some_and(|q| q.channels_last != channels_last)
+                });
+                assert!(flipped, "{o}");
+            }
+        }
+        // Other perms, 1-D pools and integer inputs keep the transpose.
+        let mut g = Graph::new();
+        let x = g.add_input("x", Fact::known(DType::I8, &[1, 6, 6, 3]));
+        let a = t(&mut g, x, &TO_NCHW);
+        let pool = Pool {
+            kind: crate::ops::PoolKind::Max,
+            kernel: vec![2, 2],
+            strides: vec![2, 2],
+            dilations: vec![1, 1],
+            padding: crate::ops::Padding::Valid,
+            ceil_mode: false,
+            channels_last: false,
+        };
+        let p = node(&mut g, pool, &[a]);
+        g.set_outputs(&[p]);
+        let mut h = g.clone();
+        crate::passes::optimize(&mut h, &passes()).unwrap();
+        assert_eq!(count(&h, "Transpose"), 1, "{h}");
     }
 
     /// Keras Conv1D's tail after the NCHW conv: Transpose to NHWC, Squeeze of the unit

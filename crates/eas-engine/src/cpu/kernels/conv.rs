@@ -100,13 +100,13 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
 
 /// Reinterprets a slice of `T` as f32 when `T` is f32.
 #[inline]
-fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+pub(super) fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         // SAFETY: T is f32.
         .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
 }
 #[inline]
-fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+pub(super) fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         // SAFETY: T is f32.
         .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
@@ -1485,10 +1485,10 @@ struct PoolKernel {
     dtype: DType,
     kind: PoolKind,
     g: Geom2,
-    /// Per-axis window counts for the average divisor (valid or padded positions, per
-    /// count_include_pad): the divisor of (oy, ox) is rows[oy] * cols[ox].
-    rows: Vec<usize>,
-    cols: Vec<usize>,
+    /// Average divisor of every output pixel: the window's valid positions (or, with
+    /// count_include_pad, its positions inside the explicit padding); 0 makes the output 0.
+    /// Small integers, exact in every float type.
+    divs: Vec<f32>,
     simd: Simd,
     /// Per-task padded-row buffers (`for_planes`), from the plan's scratch.
     planes_scratch: usize,
@@ -1497,7 +1497,7 @@ struct PoolKernel {
 /// Per-output window counts along one axis: positions inside the input, or (with
 /// `include_pad`) inside the explicitly padded area (positions past it, in ceil mode,
 /// never count).
-fn window_counts(a: &AxisGeom, include_pad: bool) -> Vec<usize> {
+pub(super) fn window_counts(a: &AxisGeom, include_pad: bool) -> Vec<usize> {
     (0..a.output)
         .map(|o| {
             (0..a.kernel)
@@ -1522,16 +1522,12 @@ fn pool_plane_impl<T: Float>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mut 
         pool_tiles::<T, true>(k, pr, buf, o)
     } else {
         pool_tiles::<T, false>(k, pr, buf, o);
-        let ow = k.g.w.output;
-        for (orow, &rn) in o.chunks_exact_mut(ow).zip(&k.rows) {
-            for (a, &cn) in orow.iter_mut().zip(&k.cols) {
-                let d = rn * cn;
-                *a = if d == 0 {
-                    T::ZERO
-                } else {
-                    *a / <T as Datum>::from_f64(d as f64)
-                };
-            }
+        for (a, &d) in o.iter_mut().zip(&k.divs) {
+            *a = if d == 0.0 {
+                T::ZERO
+            } else {
+                *a / <T as Datum>::from_f64(d as f64)
+            };
         }
     }
 }
@@ -1574,8 +1570,199 @@ fn pool_plane_avx512<T: Float>(k: &PoolKernel, pr: &PhaseRows, buf: &[T], o: &mu
     pool_plane_impl(k, pr, buf, o)
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(super) mod pool_avx512 {
+    //! f32 pool planes: tiles of output rows x columns accumulate in registers over the
+    //! window's taps (contiguous runs of the padded phase rows), in the portable kernel's
+    //! order and with its max rule, so results are bit for bit the same. The running max
+    //! helpers serve the channels-last kernel too.
+    use super::{PhaseRows, PoolKernel, PoolKind};
+    use crate::cpu::kernels::conv::avx512::mask;
+    use std::arch::x86_64::*;
+
+    /// A running max with the portable rule (`v` when `v > acc` or `v` is NaN, else `acc`)
+    /// as two short chains: `acc` takes `v` only when `v > acc` (never a NaN), `nan` keeps
+    /// the last NaN seen; [`max_end`] puts that NaN where there was one. Bit for bit the
+    /// portable result (its first NaN is replaced by each later NaN only).
+    #[derive(Clone, Copy)]
+    pub(in crate::cpu::kernels) struct MaxAcc {
+        acc: __m512,
+        nan: __m512,
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(in crate::cpu::kernels) fn max_init() -> MaxAcc {
+        MaxAcc {
+            acc: _mm512_set1_ps(f32::NEG_INFINITY),
+            nan: _mm512_setzero_ps(),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(in crate::cpu::kernels) fn max_tap(m: MaxAcc, v: __m512) -> MaxAcc {
+        // max_ps(a, b) = a > b ? a : b: ties keep acc, a NaN v never enters acc.
+        MaxAcc {
+            acc: _mm512_max_ps(v, m.acc),
+            nan: _mm512_mask_mov_ps(m.nan, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), v),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(in crate::cpu::kernels) fn max_end(m: MaxAcc) -> __m512 {
+        _mm512_mask_mov_ps(
+            m.acc,
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m.nan, m.nan),
+            m.nan,
+        )
+    }
+
+    /// Output columns `ox..ox + n` (n <= 16 * V) of output rows `oy..oy + R`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn tile<const R: usize, const V: usize, const MAX: bool>(
+        k: &PoolKernel,
+        pr: &PhaseRows,
+        buf: &[f32],
+        oy: usize,
+        ox: usize,
+        n: usize,
+        o: &mut [f32],
+    ) {
+        let hg = k.g.h;
+        let ow = k.g.w.output;
+        let mut mx = [[max_init(); V]; R];
+        let mut sum = [[_mm512_setzero_ps(); V]; R];
+        // The furthest any load of a tile row reads past the row's start.
+        let reach = pr.taps.iter().max().copied().unwrap_or(0) + ox + 16 * V;
+        for ki in 0..hg.kernel {
+            // Start of each tile row's input row, or None in the vertical padding.
+            let mut rows = [None; R];
+            for (r, b) in rows.iter_mut().enumerate() {
+                let iy = ((oy + r) * hg.stride + ki * hg.dilation) as isize - hg.pad_begin as isize;
+                if iy >= 0 && (iy as usize) < hg.input {
+                    let base = pr.row(iy);
+                    // Up to 15 columns past the row end: inside the scratch's TW slack.
+                    assert!(base + reach <= buf.len());
+                    // SAFETY: in bounds (just checked).
+                    *b = Some(unsafe { buf.as_ptr().add(base + ox) });
+                }
+            }
+            for &t in &pr.taps {
+                for r in 0..R {
+                    let Some(src) = rows[r] else { continue };
+                    for j in 0..V {
+                        // SAFETY: t + ox + 16 * (j + 1) <= reach, checked above.
+                        let v = unsafe { _mm512_loadu_ps(src.add(t + 16 * j)) };
+                        if MAX {
+                            mx[r][j] = max_tap(mx[r][j], v);
+                        } else {
+                            sum[r][j] = _mm512_add_ps(sum[r][j], v);
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            let row = (oy + r) * ow;
+            for j in 0..V {
+                let c0 = ox + 16 * j;
+                if c0 >= ox + n {
+                    break;
+                }
+                let m = mask(ox + n - c0);
+                let v = if MAX {
+                    max_end(mx[r][j])
+                } else {
+                    // SAFETY: masked lanes are columns c0.. < ox + n <= ow of this row.
+                    let d = unsafe { _mm512_maskz_loadu_ps(m, k.divs.as_ptr().add(row + c0)) };
+                    let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, _mm512_setzero_ps());
+                    _mm512_maskz_div_ps(!zero, sum[r][j], d)
+                };
+                // SAFETY: as above, inside the plane.
+                unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add(row + c0), m, v) };
+            }
+        }
+    }
+
+    /// `PhaseRows::fill` for stride-1 f32 rows, with masked vector copies (a small plane's
+    /// rows are too short for `memcpy` calls to pay).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn fill_s1(pr: &PhaseRows, x: &[f32], fill: f32, buf: &mut [f32]) {
+        let (pl, iw, pad_l) = (pr.pl, pr.iw, pr.pad_l);
+        debug_assert_eq!(pr.sw, 1);
+        assert!(x.len() >= pr.ih * iw && buf.len() >= pr.len() && pad_l + iw <= pl);
+        let f = _mm512_set1_ps(fill);
+        let b = buf.as_mut_ptr();
+        for y in 0..=pr.ih {
+            let row = y * pl;
+            let mut i = 0;
+            while i < pl {
+                // SAFETY: lanes i.. < pl of row y <= ih: inside buf[..pr.len()].
+                unsafe { _mm512_mask_storeu_ps(b.add(row + i), mask(pl - i), f) };
+                i += 16;
+            }
+            if y == pr.ih {
+                break;
+            }
+            let mut i = 0;
+            while i < iw {
+                let m = mask(iw - i);
+                // SAFETY: lanes i.. < iw of input row y, stored at pad_l + i.. < pl.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(y * iw + i));
+                    _mm512_mask_storeu_ps(b.add(row + pad_l + i), m, v);
+                }
+                i += 16;
+            }
+        }
+    }
+
+    /// One pooled f32 plane from its padded rows (`buf`, with `TW` slack past them): 4
+    /// output rows at a time where a row is at most 32 columns (independent accumulator
+    /// chains), else rows of 64-column blocks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn plane(k: &PoolKernel, pr: &PhaseRows, buf: &[f32], o: &mut [f32]) {
+        let (oh, ow) = (k.g.h.output, k.g.w.output);
+        debug_assert_eq!(o.len(), oh * ow);
+        let max = k.kind == PoolKind::Max;
+        let mut oy = 0;
+        if ow <= 32 {
+            while oy + 4 <= oh {
+                match (ow > 16, max) {
+                    (false, true) => tile::<4, 1, true>(k, pr, buf, oy, 0, ow, o),
+                    (true, true) => tile::<4, 2, true>(k, pr, buf, oy, 0, ow, o),
+                    (false, false) => tile::<4, 1, false>(k, pr, buf, oy, 0, ow, o),
+                    (true, false) => tile::<4, 2, false>(k, pr, buf, oy, 0, ow, o),
+                }
+                oy += 4;
+            }
+        }
+        for oy in oy..oh {
+            let mut ox = 0;
+            while ox < ow {
+                let n = (ow - ox).min(64);
+                match (n.div_ceil(16), max) {
+                    (1, true) => tile::<1, 1, true>(k, pr, buf, oy, ox, n, o),
+                    (2, true) => tile::<1, 2, true>(k, pr, buf, oy, ox, n, o),
+                    (3, true) => tile::<1, 3, true>(k, pr, buf, oy, ox, n, o),
+                    (_, true) => tile::<1, 4, true>(k, pr, buf, oy, ox, n, o),
+                    (1, false) => tile::<1, 1, false>(k, pr, buf, oy, ox, n, o),
+                    (2, false) => tile::<1, 2, false>(k, pr, buf, oy, ox, n, o),
+                    (3, false) => tile::<1, 3, false>(k, pr, buf, oy, ox, n, o),
+                    (_, false) => tile::<1, 4, false>(k, pr, buf, oy, ox, n, o),
+                }
+                ox += n;
+            }
+        }
+    }
+}
+
 impl PoolKernel {
-    fn run_t<T: Float + Send + Sync>(
+    fn run_t<T: Float + Send + Sync + 'static>(
         &self,
         threads: usize,
         scratch: &mut [u8],
@@ -1602,13 +1789,27 @@ impl PoolKernel {
             fill,
             |first, o, buf| {
                 for (k, o) in o.chunks_mut(op).enumerate() {
-                    pr.fill(&x[(first + k) * ih * iw..][..ih * iw], fill, buf);
+                    let xp = &x[(first + k) * ih * iw..][..ih * iw];
                     #[cfg(target_arch = "x86_64")]
                     if self.simd == Simd::Avx512 {
-                        // SAFETY: the CPU has AVX-512F (Simd::detect).
-                        unsafe { pool_plane_avx512(self, &pr, buf, o) };
+                        if let (Some(xf), Some(o)) = (as_f32(xp), as_f32_mut(o)) {
+                            let (b, f) = (as_f32_mut(buf).expect("f32"), fill.to_f32());
+                            if pr.sw == 1 {
+                                // SAFETY: the CPU has AVX-512F (Simd::detect).
+                                unsafe { pool_avx512::fill_s1(&pr, xf, f, b) };
+                            } else {
+                                pr.fill(xf, f, b);
+                            }
+                            // SAFETY: the CPU has AVX-512F (Simd::detect).
+                            unsafe { pool_avx512::plane(self, &pr, b, o) };
+                        } else {
+                            pr.fill(xp, fill, buf);
+                            // SAFETY: the CPU has AVX-512F (Simd::detect).
+                            unsafe { pool_plane_avx512(self, &pr, buf, o) };
+                        }
                         continue;
                     }
+                    pr.fill(xp, fill, buf);
                     pool_plane_impl(self, &pr, buf, o);
                 }
             },
@@ -1637,6 +1838,9 @@ impl Kernel for PoolKernel {
 
 fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let p = op_as::<Pool>(op)?;
+    if p.channels_last {
+        return super::pool_nhwc::build(p, inputs);
+    }
     let x = concrete(&inputs[0])?;
     let geo = geometry(
         p.name(),
@@ -1662,12 +1866,23 @@ fn pool(op: &dyn Op, inputs: &[Fact], _: &[Fact]) -> Result<Box<dyn Kernel>> {
     let planes = x[..2].iter().product::<usize>();
     let tasks = plane_tasks(super::pool_threads(), planes, op * g.h.kernel * g.w.kernel);
     let dtype = inputs[0].dtype;
+    let (rows, cols) = if p.kind == PoolKind::Max {
+        (vec![], vec![])
+    } else {
+        (
+            window_counts(&g.h, include_pad),
+            window_counts(&g.w, include_pad),
+        )
+    };
+    let divs = rows
+        .iter()
+        .flat_map(|&r| cols.iter().map(move |&c| (r * c) as f32))
+        .collect();
     Ok(Box::new(PoolKernel {
         dtype,
         kind: p.kind,
         g,
-        rows: window_counts(&g.h, include_pad),
-        cols: window_counts(&g.w, include_pad),
+        divs,
         simd: Simd::detect(),
         planes_scratch: planes_scratch_bytes(tasks, PhaseRows::new(&g).scratch_len(), dtype.size()),
     }))
@@ -1992,6 +2207,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Valid,
             ceil_mode: false,
+            channels_last: false,
         };
         assert_eq!(
             eval_op(&mx, std::slice::from_ref(&x)).unwrap()[0]
@@ -2008,6 +2224,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Explicit(vec![1, 1, 1, 1]),
             ceil_mode: false,
+            channels_last: false,
         };
         // corners average the 4 valid cells
         assert_eq!(
@@ -2035,6 +2252,7 @@ mod tests {
             dilations: vec![1, 1],
             padding: Padding::Valid,
             ceil_mode: true,
+            channels_last: false,
         };
         assert_eq!(
             eval_op(&ceil, std::slice::from_ref(&x)).unwrap()[0]
@@ -2570,6 +2788,9 @@ mod tests {
             ([3, 2], [1, 3], [2, 1], vec![2, 0, 1, 1], true, 9, 13),
             ([5, 5], [1, 1], [1, 1], vec![2, 2, 2, 2], false, 6, 35),
             ([2, 3], [3, 2], [1, 1], vec![1, 2, 0, 1], true, 7, 9),
+            // Rows of more than one 64-column AVX-512 block, and a partial last block.
+            ([3, 3], [1, 1], [1, 1], vec![1, 1, 1, 1], false, 4, 70),
+            ([3, 3], [2, 2], [1, 1], vec![0, 1, 0, 1], true, 5, 163),
         ];
         each_simd(|_| {
             for kind in kinds {
@@ -2584,6 +2805,7 @@ mod tests {
                         dilations: d.to_vec(),
                         padding: Padding::Explicit(p),
                         ceil_mode: ceil,
+                        channels_last: false,
                     };
                     let got = eval_op(&op, std::slice::from_ref(&x)).unwrap().remove(0);
                     let want = reference_pool(&x, &op);

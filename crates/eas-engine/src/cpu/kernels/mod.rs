@@ -20,6 +20,7 @@ pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod pool_nd;
+pub mod pool_nhwc;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;

@@ -428,6 +428,7 @@ pub(crate) mod tests {
             dilations: vec![dil; 3],
             padding,
             ceil_mode,
+            channels_last: false,
         }
     }
 
@@ -477,6 +478,7 @@ pub(crate) mod tests {
             dilations: vec![1, 1],
             padding: Padding::Valid,
             ceil_mode: false,
+            channels_last: false,
         };
         let m = MaxPoolWithIndices {
             pool: p.clone(),
@@ -545,6 +547,7 @@ pub(crate) mod tests {
                     dilations: vec![1, 2],
                     padding,
                     ceil_mode: ceil,
+                    channels_last: false,
                 };
                 let fast = &eval_op(&p, std::slice::from_ref(&x)).unwrap()[0];
                 let f = Fact::konst(x.clone());
@@ -571,6 +574,7 @@ pub(crate) mod tests {
             dilations: vec![1],
             padding: Padding::Explicit(vec![1, 1]),
             ceil_mode: false,
+            channels_last: false,
         };
         let y = &eval_op(
             &LpPool {

@@ -628,6 +628,7 @@ fn pool(c: &mut NodeCtx, kind: PoolKind) -> Result<Vec<ValueId>> {
         dilations: c.attr_or("dilations", vec![1; n])?,
         padding: padding(c, n)?,
         ceil_mode: c.attr_or::<i64>("ceil_mode", 0)? != 0,
+        channels_last: false,
         kernel,
     };
     // storage_order only changes the Indices output.
@@ -691,6 +692,7 @@ fn register_nn(r: &mut OnnxRegistry) {
             dilations: c.attr_or("dilations", vec![1; n])?,
             padding: padding(c, n)?,
             ceil_mode: c.attr_or::<i64>("ceil_mode", 0)? != 0,
+            channels_last: false,
             kernel,
         };
         let p = c.attr_or::<i64>("p", 2)?;

@@ -266,6 +266,7 @@ fn pool(imp: &mut Importer, ctx: &NodeCtx) -> Result<Vec<ValueId>> {
         dilations: vec![1, 1],
         padding: padding(ctx, nchw)?,
         ceil_mode: false,
+        channels_last: false,
     };
     Ok(vec![in_nchw(
         imp,
