@@ -506,12 +506,15 @@ pub unsafe fn sgemm_isa(
     // A is the larger operand (a thread given rows reads all of B): a 24 -> 144 1x1 over
     // 56x56 did not get faster on 2 threads split by its 5 panels, while ResNet50's deep
     // convs over 14x14 planes (B: megabytes of weights) got slower split by rows.
+    // Also split M when its tiles share out evenly and the panels do not (a 160-column C is
+    // five panels, 3:2 over two threads; InceptionV3's 1x7 convs over 12x12 planes).
     let (npan, mpan) = (n.div_ceil(NR), m.div_ceil(MR));
-    let split_n = if !job.a.is_packed() && job.b.is_packed() && mpan >= 8 * t && m >= n {
-        false
-    } else {
-        npan >= 2 * t || npan >= mpan
-    };
+    // Work of the busiest thread over the ideal, in thousandths.
+    let imbalance = |units: usize| units.div_ceil(t) * t * 1000 / units.max(1);
+    let per_call_a = !job.a.is_packed() && job.b.is_packed();
+    let split_m = per_call_a
+        && ((mpan >= 8 * t && m >= n) || (mpan >= 2 * t && imbalance(mpan) < imbalance(npan)));
+    let split_n = !split_m && (npan >= 2 * t || npan >= mpan);
     let units = if split_n { npan } else { mpan };
     floats
         .par_chunks_mut(per)
