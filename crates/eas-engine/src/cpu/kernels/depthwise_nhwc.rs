@@ -502,7 +502,20 @@ mod avx512 {
     /// Picks the tile instance for `nx` pixels.
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn dispatch(k: &DwNhwc, t: &Tile, nx: usize, check: bool) {
+        // `by_nx!(f, A, B, @ C, D)` calls `f::<A, B, nx, C, D>`; `by_nx!(f, C, D)` `f::<nx, C, D>`.
         macro_rules! by_nx {
+            ($f:ident, $($pre:literal),+, @ $($args:tt)*) => {
+                match nx {
+                    8 => $f::<$($pre,)+ 8, $($args)*>(k, t),
+                    7 => $f::<$($pre,)+ 7, $($args)*>(k, t),
+                    6 => $f::<$($pre,)+ 6, $($args)*>(k, t),
+                    5 => $f::<$($pre,)+ 5, $($args)*>(k, t),
+                    4 => $f::<$($pre,)+ 4, $($args)*>(k, t),
+                    3 => $f::<$($pre,)+ 3, $($args)*>(k, t),
+                    2 => $f::<$($pre,)+ 2, $($args)*>(k, t),
+                    _ => $f::<$($pre,)+ 1, $($args)*>(k, t),
+                }
+            };
             ($f:ident, $($args:tt)*) => {
                 match nx {
                     8 => $f::<8, $($args)*>(k, t),
@@ -519,14 +532,14 @@ mod avx512 {
         // SAFETY: forwarded from `row`.
         unsafe {
             match (k.taps, check) {
-                (Taps::K3S1, false) => by_nx!(tile_k3, 1, false),
-                (Taps::K3S1, true) => by_nx!(tile_k3, 1, true),
-                (Taps::K3S2, false) => by_nx!(tile_k3, 2, false),
-                (Taps::K3S2, true) => by_nx!(tile_k3, 2, true),
-                (Taps::K5S1, false) => by_nx!(tile_k5, 1, false),
-                (Taps::K5S1, true) => by_nx!(tile_k5, 1, true),
-                (Taps::K5S2, false) => by_nx!(tile_k5, 2, false),
-                (Taps::K5S2, true) => by_nx!(tile_k5, 2, true),
+                (Taps::K3S1, false) => by_nx!(tile_k, 3, 17, @ 1, false),
+                (Taps::K3S1, true) => by_nx!(tile_k, 3, 17, @ 1, true),
+                (Taps::K3S2, false) => by_nx!(tile_k, 3, 17, @ 2, false),
+                (Taps::K3S2, true) => by_nx!(tile_k, 3, 17, @ 2, true),
+                (Taps::K5S1, false) => by_nx!(tile_k, 5, 19, @ 1, false),
+                (Taps::K5S1, true) => by_nx!(tile_k, 5, 19, @ 1, true),
+                (Taps::K5S2, false) => by_nx!(tile_k, 5, 19, @ 2, false),
+                (Taps::K5S2, true) => by_nx!(tile_k, 5, 19, @ 2, true),
                 (Taps::Any, false) => by_nx!(tile_any, false),
                 (Taps::Any, true) => by_nx!(tile_any, true),
             }
@@ -628,16 +641,28 @@ mod avx512 {
         }
     }
 
-    /// `N` pixels of a 3-wide kernel at horizontal stride `SW` (1 or 2), dilation 1: each
-    /// input pixel of a kernel row is loaded once into a register and feeds every output
-    /// `j` and tap `kx` with `j * SW + kx == q`. `CHECK`: pixels outside the image read 0.
+    /// `N` pixels of a `K`-wide kernel (3 or 5) at horizontal stride `SW` (1 or 2), dilation
+    /// 1: each input pixel of a kernel row is loaded once into a register and feeds every
+    /// output `j` and tap `kx` with `j * SW + kx == q`. `SPAN` = (XT - 1) * 2 + K, the widest
+    /// row span (a parameter because array lengths cannot be computed from `K`; each width
+    /// gets exactly its own registers). At K = 5, stride 2, the span, 8 accumulators and 5
+    /// weights exceed the 32 registers and some pixels spill. `CHECK`: pixels outside the
+    /// image read 0.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
-    unsafe fn tile_k3<const N: usize, const SW: usize, const CHECK: bool>(k: &DwNhwc, t: &Tile) {
-        const SPAN_MAX: usize = (XT - 1) * 2 + 3;
+    unsafe fn tile_k<
+        const K: usize,
+        const SPAN: usize,
+        const N: usize,
+        const SW: usize,
+        const CHECK: bool,
+    >(
+        k: &DwNhwc,
+        t: &Tile,
+    ) {
         let (c, cp, iw) = (k.c, k.cp, k.iw as isize);
-        let span = (N - 1) * SW + 3;
-        debug_assert!(span <= SPAN_MAX);
+        let span = (N - 1) * SW + K;
+        debug_assert!(span <= SPAN && SPAN == (XT - 1) * 2 + K);
         let ix0 = (t.ox * SW) as isize - k.pad_l as isize;
         let mut cb = 0;
         while cb < c {
@@ -648,11 +673,11 @@ mod avx512 {
             for ky in t.ky0..t.ky1 {
                 let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
                 let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
-                let wrow = unsafe { k.weights().as_ptr().add(ky * 3 * cp + cb) };
-                let w: [__m512; 3] =
+                let wrow = unsafe { k.weights().as_ptr().add(ky * K * cp + cb) };
+                let w: [__m512; K] =
                     std::array::from_fn(|kx| unsafe { _mm512_loadu_ps(wrow.add(kx * cp)) });
                 // The row's input pixels, each loaded once (zero outside the image) ...
-                let mut xs = [_mm512_setzero_ps(); SPAN_MAX];
+                let mut xs = [_mm512_setzero_ps(); SPAN];
                 for (q, xv) in xs.iter_mut().enumerate().take(span) {
                     let ix = ix0 + q as isize;
                     if !CHECK || (ix >= 0 && ix < iw) {
@@ -660,48 +685,6 @@ mod avx512 {
                     }
                 }
                 // ... then tap by tap over all N outputs: N independent FMA chains.
-                for (kx, wv) in w.iter().enumerate() {
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(xs[j * SW + kx], *wv, *a);
-                    }
-                }
-            }
-            store!(k, t, acc, cb, m);
-            cb += 16;
-        }
-    }
-
-    /// `tile_k3` for a 5-wide kernel: its own function, not a generic width, so the 3-wide
-    /// instances keep their register allocation (a shared generic one slowed them ~15%).
-    /// At stride 2 the 19-pixel span, 8 accumulators and 5 weights exceed the 32 registers
-    /// and some input pixels spill; still one load per input pixel instead of per tap.
-    #[target_feature(enable = "avx512f,fma")]
-    #[inline]
-    unsafe fn tile_k5<const N: usize, const SW: usize, const CHECK: bool>(k: &DwNhwc, t: &Tile) {
-        const SPAN_MAX: usize = (XT - 1) * 2 + 5;
-        let (c, cp, iw) = (k.c, k.cp, k.iw as isize);
-        let span = (N - 1) * SW + 5;
-        debug_assert!(span <= SPAN_MAX);
-        let ix0 = (t.ox * SW) as isize - k.pad_l as isize;
-        let mut cb = 0;
-        while cb < c {
-            let m = mask(c - cb);
-            // SAFETY (all loads/stores): see `row`.
-            let b = unsafe { _mm512_maskz_loadu_ps(m, t.bias.add(cb)) };
-            let mut acc = [b; N];
-            for ky in t.ky0..t.ky1 {
-                let iy = (t.iy0 + (ky * k.dh) as isize) as usize;
-                let xrow = unsafe { t.img.add(iy * k.iw * c + cb) };
-                let wrow = unsafe { k.weights().as_ptr().add(ky * 5 * cp + cb) };
-                let w: [__m512; 5] =
-                    std::array::from_fn(|kx| unsafe { _mm512_loadu_ps(wrow.add(kx * cp)) });
-                let mut xs = [_mm512_setzero_ps(); SPAN_MAX];
-                for (q, xv) in xs.iter_mut().enumerate().take(span) {
-                    let ix = ix0 + q as isize;
-                    if !CHECK || (ix >= 0 && ix < iw) {
-                        *xv = unsafe { _mm512_maskz_loadu_ps(m, xrow.offset(ix * c as isize)) };
-                    }
-                }
                 for (kx, wv) in w.iter().enumerate() {
                     for (j, a) in acc.iter_mut().enumerate() {
                         *a = _mm512_fmadd_ps(xs[j * SW + kx], *wv, *a);
