@@ -16,7 +16,7 @@ use super::PAR_MIN_ELEMS;
 use crate::cpu::kernel::{Kernel, KernelCtx, TensorView, TensorViewMut, concrete};
 use crate::dtype::{DType, Datum, Float};
 use crate::ir::Fact;
-use crate::ops::conv::geometry;
+use crate::ops::conv::{AxisGeom, geometry};
 use crate::ops::{Op, Pool, PoolKind};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -27,19 +27,10 @@ pub(crate) struct PoolNhwc {
     dtype: DType,
     max: bool,
     n: usize,
-    ih: usize,
-    iw: usize,
     c: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    pad_t: usize,
-    pad_l: usize,
+    /// Height and width geometry (input, kernel, stride, dilation, padding, output).
+    h: AxisGeom,
+    w: AxisGeom,
     /// Average divisors per axis: output (oy, ox) divides by rows[oy] * cols[ox].
     rows: Vec<usize>,
     cols: Vec<usize>,
@@ -81,19 +72,9 @@ pub(crate) fn plan(p: &Pool, x: &Fact, avx512: bool) -> Result<PoolNhwc> {
         dtype: x.dtype,
         max: p.kind == PoolKind::Max,
         n: d[0],
-        ih: h.input,
-        iw: w.input,
         c: d[3],
-        oh: h.output,
-        ow: w.output,
-        kh: h.kernel,
-        kw: w.kernel,
-        sh: h.stride,
-        sw: w.stride,
-        dh: h.dilation,
-        dw: w.dilation,
-        pad_t: h.pad_begin,
-        pad_l: w.pad_begin,
+        h,
+        w,
         rows: super::conv::window_counts(&h, include_pad),
         cols: super::conv::window_counts(&w, include_pad),
         avx512,
@@ -120,10 +101,10 @@ const CB: usize = 64;
 
 impl PoolNhwc {
     fn row_len(&self) -> usize {
-        self.ow * self.c
+        self.w.output * self.c
     }
     fn in_len(&self) -> usize {
-        self.n * self.ih * self.iw * self.c
+        self.n * self.h.input * self.w.input * self.c
     }
 
     /// The window of output (oy, ox): its rows `ky0..ky1`, columns `kx0..kx1` inside the
@@ -131,20 +112,20 @@ impl PoolNhwc {
     /// lie outside: only positions inside are ever read).
     #[inline]
     fn window(&self, oy: usize, ox: usize) -> (usize, usize, usize, usize, isize) {
-        let iy0 = (oy * self.sh) as isize - self.pad_t as isize;
-        let ix0 = (ox * self.sw) as isize - self.pad_l as isize;
-        let (ky0, ky1) = inside(iy0, self.kh, self.dh, self.ih);
-        let (kx0, kx1) = inside(ix0, self.kw, self.dw, self.iw);
-        (ky0, ky1, kx0, kx1, iy0 * self.iw as isize + ix0)
+        let iy0 = (oy * self.h.stride) as isize - self.h.pad_begin as isize;
+        let ix0 = (ox * self.w.stride) as isize - self.w.pad_begin as isize;
+        let (ky0, ky1) = inside(iy0, self.h.kernel, self.h.dilation, self.h.input);
+        let (kx0, kx1) = inside(ix0, self.w.kernel, self.w.dilation, self.w.input);
+        (ky0, ky1, kx0, kx1, iy0 * self.w.input as isize + ix0)
     }
 
     /// Output rows `r0..` (flat over n, oy) into `o` (whole rows).
     fn rows_t<T: Float>(&self, x: &[T], r0: usize, o: &mut [T]) {
         let rl = self.row_len();
-        let img_len = self.ih * self.iw * self.c;
+        let img_len = self.h.input * self.w.input * self.c;
         for (i, orow) in o.chunks_exact_mut(rl).enumerate() {
             let row = r0 + i;
-            let (b, oy) = (row / self.oh, row % self.oh);
+            let (b, oy) = (row / self.h.output, row % self.h.output);
             let img = &x[b * img_len..][..img_len];
             #[cfg(target_arch = "x86_64")]
             if self.avx512
@@ -174,7 +155,8 @@ impl PoolNhwc {
                 let mut acc = [init; CB];
                 for ky in ky0..ky1 {
                     for kx in kx0..kx1 {
-                        let p = p0 + (ky * self.dh * self.iw + kx * self.dw) as isize;
+                        let p = p0
+                            + (ky * self.h.dilation * self.w.input + kx * self.w.dilation) as isize;
                         let src = &img[p as usize * c + cb * CB..][..nb];
                         for (a, &v) in acc.iter_mut().zip(src) {
                             *a = if MAX {
@@ -200,11 +182,11 @@ impl PoolNhwc {
 
     fn run_t<T: Float + Send + Sync>(&self, threads: usize, x: &[T], o: &mut [T]) {
         let rl = self.row_len();
-        let rows = self.n * self.oh;
+        let rows = self.n * self.h.output;
         if rl == 0 || rows == 0 {
             return;
         }
-        let work = o.len() * self.kh * self.kw;
+        let work = o.len() * self.h.kernel * self.w.kernel;
         if threads <= 1 || work < PAR_MIN_ELEMS * 4 || rows < 2 {
             self.rows_t(x, 0, o);
             return;
@@ -232,11 +214,11 @@ impl Kernel for PoolNhwc {
         crate::dispatch_float!(self.dtype, T => {
             let x = inputs[0].as_slice::<T>()?;
             let o = outputs[0].as_slice_mut::<T>()?;
-            if x.len() != self.in_len() || o.len() != self.n * self.oh * self.row_len() {
+            if x.len() != self.in_len() || o.len() != self.n * self.h.output * self.row_len() {
                 return Err(Error::shape(
                     name,
                     format!("planned for {} inputs and {} outputs, got {} and {}",
-                        self.in_len(), self.n * self.oh * self.row_len(), x.len(), o.len()),
+                        self.in_len(), self.n * self.h.output * self.row_len(), x.len(), o.len()),
                 ));
             }
             self.run_t::<T>(threads, x, o);
@@ -277,10 +259,10 @@ mod avx512 {
         let mut mx = [max_init(); V];
         let mut sum = [_mm512_setzero_ps(); V];
         for ky in ky0..ky1 {
-            let prow = p0 + (ky * k.dh * k.iw) as isize;
+            let prow = p0 + (ky * k.h.dilation * k.w.input) as isize;
             for kx in kx0..kx1 {
                 // Inside the image: 0 <= p < ih * iw (window()).
-                let p = (prow + (kx * k.dw) as isize) as usize;
+                let p = (prow + (kx * k.w.dilation) as isize) as usize;
                 let src = img[p * c + c0..].as_ptr();
                 for j in 0..V {
                     let m = if j + 1 == V { last } else { 0xffff };
@@ -342,8 +324,8 @@ mod avx512 {
     /// One output row (oy) of one NHWC image (`img`, whole) into `orow` (whole).
     #[target_feature(enable = "avx512f")]
     pub(super) fn row(k: &PoolNhwc, img: &[f32], oy: usize, orow: &mut [f32]) {
-        debug_assert_eq!(img.len(), k.ih * k.iw * k.c);
-        debug_assert_eq!(orow.len(), k.ow * k.c);
+        debug_assert_eq!(img.len(), k.h.input * k.w.input * k.c);
+        debug_assert_eq!(orow.len(), k.w.output * k.c);
         if k.max {
             row_impl::<true>(k, img, oy, orow)
         } else {
