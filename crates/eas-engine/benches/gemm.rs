@@ -247,7 +247,8 @@ fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
 }
 
 /// The shapes to tabulate: all, or those whose name contains `GEMM_BENCH_ONLY`, plus a
-/// custom one from `GEMM_BENCH_SHAPE=m,n,k` (B prepacked).
+/// custom one from `GEMM_BENCH_SHAPE=m,n,k` (B prepacked; `m,n,k,a`: A prepacked, as a conv's
+/// weights).
 fn selected() -> Vec<Shape> {
     let only = std::env::var("GEMM_BENCH_ONLY").unwrap_or_default();
     let mut v: Vec<Shape> = SHAPES
@@ -260,13 +261,18 @@ fn selected() -> Vec<Shape> {
             .split(',')
             .filter_map(|x| x.trim().parse().ok())
             .collect();
+        let a = spec.trim_end().ends_with('a');
         if let [m, n, k] = d[..] {
             v.push(Shape {
-                name: "custom (B prepacked)",
+                name: if a {
+                    "custom (A prepacked)"
+                } else {
+                    "custom (B prepacked)"
+                },
                 m,
                 n,
                 k,
-                pack: Pack::B,
+                pack: if a { Pack::A } else { Pack::B },
             });
         }
     }

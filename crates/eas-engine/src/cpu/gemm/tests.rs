@@ -319,17 +319,20 @@ fn every_epilogue_matches_reference() {
 #[test]
 fn two_threads_split_n_and_m() {
     // Large enough to go parallel: wide (splits N) and tall (splits M); five and three
-    // column panels with evenly sharing row tiles (split M when A is packed per call).
+    // column panels with evenly sharing row tiles (split M when A is packed per call), and
+    // seven panels of a 14x14 plane against 22 row tiles (split M, B packed per call).
     for isa in isas() {
         for (m, n, k) in [
             (20, 260, 64),
             (270, 33, 40),
             (144, 160, 300),
             (196, 96, 200),
+            (256, 196, 64),
         ] {
             for (la, lb) in [
                 (Layout::RowMajor, Layout::Packed),
                 (Layout::Packed, Layout::RowMajor),
+                (Layout::RowMajor, Layout::RowMajor),
             ] {
                 check(Case {
                     la,
