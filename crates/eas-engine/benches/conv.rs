@@ -5,7 +5,9 @@
 //!
 //! `cargo bench -p eas-engine --bench conv` (CONV_BENCH_FILTER=substring picks shapes;
 //! CONV_BENCH_LAYOUT=nhwc runs the channels-last kernels instead, `both` runs each shape in
-//! both layouts).
+//! both layouts; CONV_BENCH_RESIDUAL=1 adds a residual input to the epilogue;
+//! CONV_BENCH_COLD=1 writes 64 MiB between runs, so the conv starts with cold caches as it
+//! often does inside a model).
 
 use eas_engine::cpu::{CpuModel, CpuOptions};
 use eas_engine::ops::conv::Padding;
