@@ -1721,6 +1721,56 @@ pub(super) mod pool_avx512 {
         }
     }
 
+    /// `PhaseRows::fill` for stride-2 f32 rows: 32 input columns at a time split into their
+    /// even and odd columns with two permutes (the portable loop moves one pair at a time;
+    /// a ResNet stem's 3x3/2 max pool spent most of its time there).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn fill_s2(pr: &PhaseRows, x: &[f32], fill: f32, buf: &mut [f32]) {
+        let (pl, iw, pad_l) = (pr.pl, pr.iw, pr.pad_l);
+        debug_assert_eq!(pr.sw, 2);
+        // Input column xx sits at padded column pad_l + xx: even xx in phase pad_l % 2 from
+        // index pad_l / 2, odd xx in the other phase from index (pad_l + 1) / 2.
+        let (ev0, od0) = if pad_l % 2 == 0 { (0, pl) } else { (pl, 0) };
+        let (ev0, od0) = (ev0 + pad_l / 2, od0 + pad_l.div_ceil(2));
+        assert!(x.len() >= pr.ih * iw && buf.len() >= pr.len());
+        assert!(ev0 + iw.div_ceil(2) <= 2 * pl && od0 + iw / 2 <= 2 * pl);
+        let f = _mm512_set1_ps(fill);
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let b = buf.as_mut_ptr();
+        for y in 0..=pr.ih {
+            let row = y * 2 * pl;
+            let mut i = 0;
+            while i < 2 * pl {
+                // SAFETY: lanes i.. < 2 * pl of row y <= ih: inside buf[..pr.len()].
+                unsafe { _mm512_mask_storeu_ps(b.add(row + i), mask(2 * pl - i), f) };
+                i += 16;
+            }
+            if y == pr.ih {
+                break;
+            }
+            let src = &x[y * iw..][..iw];
+            let mut c = 0;
+            while c < iw {
+                let n = (iw - c).min(32);
+                // SAFETY: lanes c.. < iw of the row (masked); the phase runs end inside the
+                // row (asserted above): evens c/2 + (n+1)/2 <= (iw+1)/2, odds likewise.
+                unsafe {
+                    let lo = _mm512_maskz_loadu_ps(mask(n), src.as_ptr().add(c));
+                    let hi = _mm512_maskz_loadu_ps(
+                        mask(n.saturating_sub(16)),
+                        src.as_ptr().wrapping_add(c + 16),
+                    );
+                    let e = _mm512_permutex2var_ps(lo, evens, hi);
+                    let o = _mm512_permutex2var_ps(lo, odds, hi);
+                    _mm512_mask_storeu_ps(b.add(row + ev0 + c / 2), mask(n.div_ceil(2)), e);
+                    _mm512_mask_storeu_ps(b.add(row + od0 + c / 2), mask(n / 2), o);
+                }
+                c += 32;
+            }
+        }
+    }
+
     /// One pooled f32 plane from its padded rows (`buf`, with `TW` slack past them): 4
     /// output rows at a time where a row is at most 32 columns (independent accumulator
     /// chains), else rows of 64-column blocks.
@@ -1797,6 +1847,9 @@ impl PoolKernel {
                             if pr.sw == 1 {
                                 // SAFETY: the CPU has AVX-512F (Simd::detect).
                                 unsafe { pool_avx512::fill_s1(&pr, xf, f, b) };
+                            } else if pr.sw == 2 {
+                                // SAFETY: as above.
+                                unsafe { pool_avx512::fill_s2(&pr, xf, f, b) };
                             } else {
                                 pr.fill(xf, f, b);
                             }
@@ -2767,6 +2820,37 @@ mod tests {
             }
         }
         Tensor::from_vec(&[sh[0], sh[1], hg.output, wg.output], out).unwrap()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn stride_two_fill_matches_the_portable_one() {
+        if Simd::detect() != Simd::Avx512 {
+            println!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        // Widths around the 32-column step, both pad parities, ceil-mode slack past the end.
+        for iw in [1, 2, 5, 16, 31, 32, 33, 47, 64, 112, 163] {
+            for pad_l in 0..4 {
+                for pad_r in [0, 1, 3] {
+                    let pr = PhaseRows {
+                        ih: 3,
+                        iw,
+                        pad_l,
+                        sw: 2,
+                        pl: (pad_l + iw + pad_r).div_ceil(2),
+                        taps: vec![0],
+                    };
+                    let x = lin(3 * iw, 0.7);
+                    let mut want = vec![9.0f32; pr.scratch_len()];
+                    let mut got = want.clone();
+                    pr.fill(&x, -1.5, &mut want);
+                    // SAFETY: AVX-512F detected above.
+                    unsafe { pool_avx512::fill_s2(&pr, &x, -1.5, &mut got) };
+                    assert_eq!(got, want, "iw {iw} pad {pad_l} {pad_r}");
+                }
+            }
+        }
     }
 
     #[test]
