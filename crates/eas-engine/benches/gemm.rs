@@ -3,7 +3,9 @@
 //! ResNet-like conv GEMMs (constant A = weights, prepacked; B = im2col, packed per run).
 //! Prints a GFLOP/s table with % of the measured one-core FMA peak, then runs criterion.
 //!
-//! `cargo bench -p eas-engine --bench gemm` (set GEMM_BENCH_QUICK=1 for the table only).
+//! `cargo bench -p eas-engine --bench gemm` (set GEMM_BENCH_QUICK=1 for the table only;
+//! GEMM_BENCH_COLD=1 writes 64 MiB between runs, so operands start out of cache, as a
+//! classifier's weights do inside a model).
 
 use criterion::{Criterion, Throughput, criterion_group};
 use eas_engine::cpu::gemm::{
@@ -237,7 +239,13 @@ fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
     let mut best = f64::INFINITY;
     let start = Instant::now();
     let mut runs = 0;
+    let cold = std::env::var_os("GEMM_BENCH_COLD").is_some();
+    let mut evict = vec![0u8; if cold { 64 << 20 } else { 0 }];
     while runs < 3 || (start.elapsed().as_secs_f64() < 0.3 && runs < 1000) {
+        for (i, v) in evict.iter_mut().enumerate().step_by(64) {
+            *v = v.wrapping_add(i as u8);
+        }
+        black_box(&evict);
         let t = Instant::now();
         f();
         best = best.min(t.elapsed().as_secs_f64());
