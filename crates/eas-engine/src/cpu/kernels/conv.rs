@@ -392,6 +392,30 @@ impl PhaseRows {
     }
 }
 
+impl PhaseRows {
+    /// [`PhaseRows::fill`], with the AVX-512 copies for f32 rows of stride 1 and 2.
+    fn fill_simd<T: Float + 'static>(&self, simd: Simd, x: &[T], fill: T, buf: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd == Simd::Avx512
+            && self.sw <= 2
+            && let (Some(xf), Some(b)) = (as_f32(x), as_f32_mut(buf))
+        {
+            let f = fill.to_f32();
+            // SAFETY: the CPU has AVX-512F (Simd::detect).
+            unsafe {
+                if self.sw == 1 {
+                    pool_avx512::fill_s1(self, xf, f, b)
+                } else {
+                    pool_avx512::fill_s2(self, xf, f, b)
+                }
+            };
+            return;
+        }
+        let _ = simd;
+        self.fill(x, fill, buf)
+    }
+}
+
 /// Splits `planes` planes of `plane` elements (each `work` flops) into tasks for the
 /// pool's threads; 1 = run on the calling thread.
 fn plane_tasks(threads: usize, planes: usize, work: usize) -> usize {
@@ -1116,7 +1140,7 @@ impl ConvKernel {
                     let pi = first + k;
                     let (b, ch) = (pi / self.m, pi % self.m);
                     let xin = &x[(b * self.c + ch / mult) * in_plane..][..in_plane];
-                    pr.fill(xin, T::ZERO, buf);
+                    pr.fill_simd(self.simd, xin, T::ZERO, buf);
                     let bv = bias.map_or(T::ZERO, |b| b[ch]);
                     let wk = &w[ch * kk..][..kk];
                     let r = res.map(|r| &r[pi * op..][..op]);
@@ -1842,21 +1866,12 @@ impl PoolKernel {
                     let xp = &x[(first + k) * ih * iw..][..ih * iw];
                     #[cfg(target_arch = "x86_64")]
                     if self.simd == Simd::Avx512 {
-                        if let (Some(xf), Some(o)) = (as_f32(xp), as_f32_mut(o)) {
-                            let (b, f) = (as_f32_mut(buf).expect("f32"), fill.to_f32());
-                            if pr.sw == 1 {
-                                // SAFETY: the CPU has AVX-512F (Simd::detect).
-                                unsafe { pool_avx512::fill_s1(&pr, xf, f, b) };
-                            } else if pr.sw == 2 {
-                                // SAFETY: as above.
-                                unsafe { pool_avx512::fill_s2(&pr, xf, f, b) };
-                            } else {
-                                pr.fill(xf, f, b);
-                            }
+                        pr.fill_simd(self.simd, xp, fill, buf);
+                        if let Some(o) = as_f32_mut(o) {
+                            let b = as_f32(buf).expect("f32 like its output");
                             // SAFETY: the CPU has AVX-512F (Simd::detect).
                             unsafe { pool_avx512::plane(self, &pr, b, o) };
                         } else {
-                            pr.fill(xp, fill, buf);
                             // SAFETY: the CPU has AVX-512F (Simd::detect).
                             unsafe { pool_plane_avx512(self, &pr, buf, o) };
                         }
