@@ -2388,8 +2388,10 @@ mod tests {
     #[test]
     fn depthwise_fast_paths_match_reference() {
         // (c, multiplier, kh, kw, [sh, sw], [dh, dw], [top, left, bottom, right], h, w)
-        let cases: [DwCase; 9] = [
+        let cases: [DwCase; 10] = [
             (3, 1, 3, 3, [1, 1], [1, 1], [1, 1, 1, 1], 7, 9),
+            // 5x5/2 (EfficientNet, MobileNetV3) through the stride-2 row copy, odd left pad.
+            (3, 1, 5, 5, [2, 2], [1, 1], [2, 1, 2, 2], 13, 41),
             (4, 1, 3, 3, [2, 2], [1, 1], [1, 1, 1, 1], 9, 37),
             (2, 1, 5, 5, [1, 1], [1, 1], [2, 2, 2, 2], 6, 21),
             (3, 1, 5, 5, [2, 1], [1, 1], [2, 2, 2, 2], 12, 18),
