@@ -390,9 +390,7 @@ impl PhaseRows {
             }
         }
     }
-}
 
-impl PhaseRows {
     /// [`PhaseRows::fill`], with the AVX-512 copies for f32 rows of stride 1 and 2.
     fn fill_simd<T: Float + 'static>(&self, simd: Simd, x: &[T], fill: T, buf: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
@@ -1747,7 +1745,7 @@ pub(super) mod pool_avx512 {
 
     /// `PhaseRows::fill` for stride-2 f32 rows: 32 input columns at a time split into their
     /// even and odd columns with two permutes (the portable loop moves one pair at a time;
-    /// a ResNet stem's 3x3/2 max pool spent most of its time there).
+    /// this copy is most of a 3x3/2 max pool's time over a 112x112 plane).
     #[target_feature(enable = "avx512f")]
     pub(super) fn fill_s2(pr: &PhaseRows, x: &[f32], fill: f32, buf: &mut [f32]) {
         let (pl, iw, pad_l) = (pr.pl, pr.iw, pr.pad_l);
